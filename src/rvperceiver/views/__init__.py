@@ -1,7 +1,36 @@
-"""rvperceiver.views: tokenisation, lossless real-valued spectral transforms, dataset statistics."""
+"""rvperceiver.views: tokenisation, lossless real-valued spectral transforms, dataset statistics, adaptive choice.
+
+Pipeline of an :class:`InputView`: tokenise (:class:`TokenLayout`) → pre-norm → transform
+(:func:`forward_transform`) → post-norm, with statistics streamed by :class:`RunningMoments`.
+:func:`choose_view` picks raw or Fourier from the participation ratio of the between-example variance;
+:class:`TargetNormalizer` scales regression targets.
+"""
 
 from __future__ import annotations
 
+from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
+from rvperceiver.views.stats import RunningMoments, compute_moments, participation_ratio
+from rvperceiver.views.target import TARGET_NORM_MODES, TargetNormalizer
+from rvperceiver.views.tokenize import TOKEN_MODES, TokenLayout
 from rvperceiver.views.transforms import TRANSFORM_KINDS, forward_transform, inverse_transform
+from rvperceiver.views.view import NORM_MODES, TRANSFORM_AXES, InputView, ViewConfig
 
-__all__ = ["TRANSFORM_KINDS", "forward_transform", "inverse_transform"]
+__all__ = [
+    "NORM_MODES",
+    "TARGET_NORM_MODES",
+    "TOKEN_MODES",
+    "TRANSFORM_AXES",
+    "TRANSFORM_KINDS",
+    "AdaptiveChoice",
+    "InputView",
+    "RunningMoments",
+    "TargetNormalizer",
+    "TokenLayout",
+    "ViewConfig",
+    "choose_view",
+    "compute_moments",
+    "default_candidates",
+    "forward_transform",
+    "inverse_transform",
+    "participation_ratio",
+]
