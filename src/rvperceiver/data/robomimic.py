@@ -1,0 +1,251 @@
+"""robomimic HDF5 datasets, read and written with plain h5py.
+
+Layout (robomimic's ``docs/datasets/overview.md``): a ``data`` group with attrs ``total`` (number of samples)
+and ``env_args`` (a JSON string); one ``data/demo_<n>`` group per demonstration with attr ``num_samples``,
+datasets ``actions``/``rewards``/``dones``/``states`` and a group ``obs/<key>``; ``mask/<filter>`` holds the
+demo names of a split as byte strings. Demos are ordered by their integer suffix, as robomimic orders them.
+
+What the reader keeps: ``obs/<image_key>`` as frames, ``obs/<ee_key>`` as the end-effector trajectory, the
+demo-level per-step arrays and every obs key of rank <= 2 as ``extras``. Other cameras (rank-4 obs) and
+``next_obs`` are not loaded: they would double or triple memory and nothing here uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from rvperceiver.data.episodes import Episode, EpisodeSet, check_consistent, validate_episode
+from rvperceiver.errors import DataError
+
+__all__ = ["read_robomimic", "write_robomimic", "DEFAULT_IMAGE_KEY", "DEFAULT_EE_KEY"]
+
+DEFAULT_IMAGE_KEY = "agentview_image"
+DEFAULT_EE_KEY = "robot0_eef_pos"
+
+# Per-step datasets that robomimic stores directly under data/demo_<n>, not under obs/.
+DEMO_LEVEL_KEYS = ("actions", "rewards", "dones", "states")
+
+_DEMO_NAME = re.compile(r"^demo_(\d+)$")
+
+
+def _demo_sort_key(name: str) -> tuple[int, int, str]:
+    match = _DEMO_NAME.match(name)
+    return (0, int(match.group(1)), name) if match else (1, 0, name)
+
+
+def _decode_names(raw: np.ndarray) -> list[str]:
+    return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in np.asarray(raw).ravel()]
+
+
+def read_robomimic(
+    path: str | os.PathLike[str],
+    image_key: str = DEFAULT_IMAGE_KEY,
+    ee_key: str = DEFAULT_EE_KEY,
+) -> EpisodeSet:
+    """Read every demo of a robomimic HDF5 file into an :class:`EpisodeSet`.
+
+    Demos are read one at a time, so a file with many demos is fine as long as the chosen camera fits in memory.
+    A missing, truncated or non-HDF5 file, a missing key, frames that are not uint8 ``[L, H, W, C]``, or a
+    non-finite end-effector trajectory raises :class:`DataError` naming the file, demo and key.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"robomimic file {path} does not exist")
+    if not path.is_file():
+        raise DataError(f"robomimic dataset {path} is not a file (expected an .hdf5 file)")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"cannot open {path} as HDF5 (truncated, corrupt or not HDF5): {error}") from error
+    try:
+        with handle:
+            return _read_open_file(handle, path, image_key, ee_key)
+    except (OSError, KeyError, RuntimeError) as error:
+        # h5py raises these when a chunk or header is damaged part-way through the file.
+        raise DataError(f"cannot read {path}: the HDF5 file is damaged ({error})") from error
+
+
+def _read_open_file(handle: h5py.File, path: Path, image_key: str, ee_key: str) -> EpisodeSet:
+    if "data" not in handle or not isinstance(handle["data"], h5py.Group):
+        raise DataError(
+            f"{path}: no 'data' group, so this is not a robomimic file; top-level keys: {sorted(handle.keys())}"
+        )
+    data = handle["data"]
+    env_args = _parse_env_args(data.attrs.get("env_args"), path)
+    demo_names = sorted((k for k in data.keys() if isinstance(data[k], h5py.Group)), key=_demo_sort_key)
+    if not demo_names:
+        raise DataError(f"{path}: the 'data' group holds no demos")
+
+    episodes = [_read_demo(data[name], name, path, image_key, ee_key) for name in demo_names]
+    check_consistent(episodes, str(path), ee_key)
+
+    splits: dict[str, list[str]] = {}
+    if "mask" in handle and isinstance(handle["mask"], h5py.Group):
+        for split_name, dataset in handle["mask"].items():
+            if isinstance(dataset, h5py.Dataset):
+                splits[split_name] = _decode_names(dataset[()])
+
+    total = data.attrs.get("total")
+    meta: dict[str, Any] = {
+        "format": "robomimic",
+        "env_args": env_args,
+        "total": int(total) if total is not None else sum(e.length for e in episodes),
+    }
+    return EpisodeSet(episodes, str(path), image_key, ee_key, splits, meta)
+
+
+def _parse_env_args(raw: Any, path: Path) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    try:
+        parsed = json.loads(str(raw))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: attr data.env_args is not valid JSON ({error})") from error
+    if not isinstance(parsed, dict):
+        raise DataError(f"{path}: attr data.env_args should be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def _read_demo(group: h5py.Group, name: str, path: Path, image_key: str, ee_key: str) -> Episode:
+    where = f"{path}:data/{name}"
+    if "obs" not in group or not isinstance(group["obs"], h5py.Group):
+        raise DataError(f"{where} has no 'obs' group; keys present: {sorted(group.keys())}")
+    obs = group["obs"]
+    present = sorted(obs.keys())
+    for role, key in (("image", image_key), ("ee", ee_key)):
+        if key not in obs:
+            raise DataError(f"{role} key {key!r} not found in {where}/obs; obs keys present: {present}")
+
+    frames = obs[image_key][()]
+    raw_ee = obs[ee_key][()]
+    extras: dict[str, np.ndarray] = {}
+    for key in DEMO_LEVEL_KEYS:
+        if key in group and isinstance(group[key], h5py.Dataset):
+            extras[key] = group[key][()]
+    for key in present:
+        if key in (image_key, ee_key) or key in extras:
+            continue
+        dataset = obs[key]
+        if isinstance(dataset, h5py.Dataset) and dataset.ndim <= 2:
+            extras[key] = dataset[()]
+
+    episode = Episode(name=name, frames=frames, ee=raw_ee, extras=extras)
+    validate_episode(episode, str(path), image_key, ee_key)
+    episode.ee = np.ascontiguousarray(raw_ee, dtype=np.float32)
+    num_samples = group.attrs.get("num_samples")
+    if num_samples is not None and int(num_samples) != episode.length:
+        raise DataError(
+            f"{where}: attr num_samples is {int(num_samples)} but obs/{image_key} has {episode.length} frames"
+        )
+    return episode
+
+
+def write_robomimic(
+    path: str | os.PathLike[str],
+    episodes: Sequence[Episode] | EpisodeSet,
+    image_key: str = DEFAULT_IMAGE_KEY,
+    ee_key: str = DEFAULT_EE_KEY,
+    splits: Mapping[str, Sequence[str]] | None = None,
+    env_args: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write episodes as a robomimic HDF5 file and return its path.
+
+    The file is written next to ``path`` under a temporary name and renamed into place, so a crash never leaves
+    a half-written dataset behind. Frames are gzip-compressed one frame per chunk (reading a window touches
+    only its frames). Episodes named ``demo_<n>`` keep their names; otherwise all are renamed ``demo_<i>`` by
+    position (robomimic requires that pattern) and ``splits`` is translated accordingly. ``extras`` named
+    ``actions``/``rewards``/``dones``/``states`` go beside ``obs``, the rest under ``obs/``. When ``episodes``
+    is an :class:`EpisodeSet` and ``splits``/``env_args`` are None, the set's own are written.
+    """
+    path = Path(path)
+    if isinstance(episodes, EpisodeSet):
+        if splits is None:
+            splits = episodes.splits
+        if env_args is None and episodes.meta.get("format") == "robomimic":
+            env_args = episodes.meta.get("env_args")
+        episode_list = list(episodes.episodes)
+    else:
+        episode_list = list(episodes)
+    if path.exists() and not overwrite:
+        raise DataError(f"{path} already exists; pass overwrite=True to replace it")
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} exists and is not a file; refusing to replace it")
+    if "/" in image_key or "/" in ee_key:
+        raise DataError(f"HDF5 keys may not contain '/': image key {image_key!r}, ee key {ee_key!r}")
+    for episode in episode_list:
+        validate_episode(episode, str(path), image_key, ee_key)
+        for key in episode.extras:
+            if key in (image_key, ee_key) or "/" in key or not key:
+                raise DataError(
+                    f"{path}: episode {episode.name!r} has extra key {key!r}, which clashes with the image/ee "
+                    f"keys or is not a valid HDF5 name"
+                )
+    check_consistent(episode_list, str(path), ee_key)
+
+    keep_names = all(_DEMO_NAME.match(episode.name) for episode in episode_list)
+    demo_names = [e.name if keep_names else f"demo_{i}" for i, e in enumerate(episode_list)]
+    renamed = {episode.name: demo for episode, demo in zip(episode_list, demo_names)}
+    masks = _translate_splits(splits or {}, renamed, path)
+    env_json = json.dumps(dict(env_args) if env_args is not None else {})
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(temp_name, "w") as handle:
+            data = handle.create_group("data")
+            data.attrs["total"] = int(sum(e.length for e in episode_list))
+            data.attrs["env_args"] = env_json
+            for episode, demo_name in zip(episode_list, demo_names):
+                _write_demo(data.create_group(demo_name), episode, image_key, ee_key)
+            for split_name, names in masks.items():
+                handle[f"mask/{split_name}"] = np.array(names, dtype="S")
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.remove(temp_name)
+        raise
+    return path
+
+
+def _translate_splits(
+    splits: Mapping[str, Sequence[str]], renamed: Mapping[str, str], path: Path
+) -> dict[str, list[str]]:
+    masks: dict[str, list[str]] = {}
+    for split_name, names in splits.items():
+        if not split_name or "/" in split_name:
+            raise DataError(f"{path}: split name {split_name!r} is not a valid HDF5 name")
+        unknown = [name for name in names if name not in renamed]
+        if unknown:
+            raise DataError(f"{path}: split {split_name!r} names episodes {unknown} that are not being written")
+        masks[split_name] = [renamed[name] for name in names]
+    return masks
+
+
+def _write_demo(group: h5py.Group, episode: Episode, image_key: str, ee_key: str) -> None:
+    group.attrs["num_samples"] = episode.length
+    obs = group.create_group("obs")
+    height, width, channels = episode.frames.shape[1:]
+    obs.create_dataset(
+        image_key,
+        data=episode.frames,
+        chunks=(1, height, width, channels),
+        compression="gzip",
+        compression_opts=4,
+    )
+    obs.create_dataset(ee_key, data=episode.ee)
+    for key, value in episode.extras.items():
+        target = group if key in DEMO_LEVEL_KEYS else obs
+        target.create_dataset(key, data=value)
