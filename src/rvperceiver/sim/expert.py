@@ -39,11 +39,13 @@ class ReacherExpert:
 
     def act_towards(self, env: gym.Env, goal_xy: np.ndarray) -> np.ndarray:
         """Torque action (float32 ``[2]`` in [-1, 1]) moving the fingertip towards world ``goal_xy`` (metres)."""
+        return self.action_for(env.unwrapped.model, env.unwrapped.data, goal_xy)
+
+    def action_for(self, model: mujoco.MjModel, data: mujoco.MjData, goal_xy: np.ndarray) -> np.ndarray:
+        """:meth:`act_towards` on a bare model/data pair (e.g. a scratch copy used to look ahead)."""
         goal = np.asarray(goal_xy, dtype=np.float64).reshape(-1)
         if goal.shape[0] < 2 or not np.all(np.isfinite(goal[:2])):
             raise InputError(f"act_towards: goal_xy must hold 2 finite coordinates, got {goal_xy!r}")
-        model = env.unwrapped.model
-        data = env.unwrapped.data
         body_id = model.body(FINGERTIP_BODY).id
         jacobian_pos = np.zeros((3, model.nv))
         mujoco.mj_jacBody(model, data, jacobian_pos, None, body_id)
