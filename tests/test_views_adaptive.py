@@ -1,0 +1,98 @@
+"""Adaptive raw-vs-Fourier choice by the participation ratio of between-example variance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rvperceiver.errors import InputError
+from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
+from rvperceiver.views.view import ViewConfig
+
+N, M = 256, 200
+
+
+def _one_token_change(seed: int = 0, position: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((M, N, 1), 0.3)
+    x[:, position, 0] = torch.rand(M, generator=g)
+    return x
+
+
+def _frequency_shift(seed: int = 0, f0: float = 10.0, max_shift: float = 0.2, random_phase: bool = True) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    delta = (torch.rand(M, 1, generator=g) * 2 - 1) * max_shift
+    phase = torch.rand(M, 1, generator=g) * 2 * math.pi if random_phase else torch.zeros(M, 1)
+    n = torch.arange(N, dtype=torch.float32)
+    return torch.sin(2 * math.pi * (f0 + delta) * n / N + phase).unsqueeze(-1)
+
+
+@pytest.mark.parametrize("position", [0, 37])
+def test_one_token_change_picks_fourier(position: int) -> None:
+    x = _one_token_change(position=position)
+    choice = choose_view([x[:64], x[64:128], x[128:]], (N, 1))
+    assert isinstance(choice, AdaptiveChoice)
+    assert choice.chosen == "fourier"
+    assert choice.view == default_candidates()["fourier"]
+    assert choice.view.pre_norm == "centre" and choice.view.post_norm == "zscore" and choice.view.transform == "rfft"
+    # raw: one token carries all the variance; the packed spectrum spreads it over about half to two thirds of
+    # the reals (at position 0 every bin is real, so the imaginary half is silent).
+    assert choice.statistics["raw"] == pytest.approx(1 / N)
+    assert choice.statistics["fourier"] > 0.45
+    assert "fourier" in choice.reason and "raw" in choice.reason
+
+
+@pytest.mark.parametrize("random_phase", [True, False])
+@pytest.mark.parametrize("max_shift", [0.05, 0.5])
+def test_frequency_shift_picks_raw(random_phase: bool, max_shift: float) -> None:
+    # A small frequency shift changes every raw sample a little but moves energy only between the bins next to
+    # f0, so the raw view spreads the variance wider.
+    x = _frequency_shift(max_shift=max_shift, random_phase=random_phase)
+    choice = choose_view(iter([x[:100], x[100:]]), (N, 1))  # one-shot iterators are fine
+    assert choice.chosen == "raw"
+    assert choice.view == default_candidates()["raw"]
+    assert choice.statistics["raw"] > 10 * choice.statistics["fourier"]
+    assert choice.statistics["fourier"] < 0.05
+
+
+def test_complex_magnitude_view_spreads_a_one_token_change_perfectly() -> None:
+    candidates = {
+        "raw": ViewConfig(transform="identity", pre_norm="zscore"),
+        "complex": ViewConfig(transform="complex", pre_norm="centre"),
+    }
+    choice = choose_view([_one_token_change(position=5)], (N, 1), candidates=candidates)
+    assert choice.chosen == "complex"
+    assert choice.statistics["complex"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_token_mode_and_image_inputs() -> None:
+    g = torch.Generator().manual_seed(1)
+    frames = torch.full((20, 1, 8, 8, 3), 100, dtype=torch.uint8)
+    frames[:, 0, 2, 3, :] = torch.randint(0, 256, (20, 3), dtype=torch.uint8, generator=g)  # one pixel varies
+    choice = choose_view([frames], (1, 8, 8, 3), token_mode="pixel")
+    assert choice.chosen == "fourier" and choice.view.token_mode == "pixel"
+    assert choice.statistics["raw"] == pytest.approx(1 / 64)
+
+
+def test_ties_go_to_the_first_candidate() -> None:
+    x = _one_token_change()
+    same = ViewConfig(transform="identity", pre_norm="none")
+    choice = choose_view([x], (N, 1), candidates={"first": same, "second": same})
+    assert choice.chosen == "first"
+
+
+def test_errors() -> None:
+    with pytest.raises(InputError, match="empty"):
+        choose_view([], (N, 1))
+    with pytest.raises(InputError, match="candidates is empty"):
+        choose_view([_one_token_change()], (N, 1), candidates={})
+    with pytest.raises(InputError, match="'raw' must be a ViewConfig"):
+        choose_view([_one_token_change()], (N, 1), candidates={"raw": "identity"})  # type: ignore[dict-item]
+    with pytest.raises(InputError, match="'raw'.*do not differ"):
+        choose_view([torch.full((4, N, 1), 0.5)], (N, 1))
+    with pytest.raises(InputError, match="token_mode.*voxel.*scalar, pixel, patch"):
+        choose_view([_one_token_change()], (N, 1), token_mode="voxel")
+    with pytest.raises(InputError, match=r"\[B, N, C\] = \[B, 256, 1\]"):
+        choose_view([torch.zeros(4, N)], (N, 1))
