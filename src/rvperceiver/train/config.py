@@ -1,0 +1,417 @@
+"""Typed training configuration: YAML file + dotted command-line overrides -> a validated dataclass tree.
+
+Everything a run depends on lives in one :class:`TrainConfig` so that a checkpoint can store it as JSON and a
+resumed or re-evaluated run rebuilds exactly the same thing. Loading is strict on purpose: a misspelt key
+(``optim.lrr``) would otherwise be silently ignored and the run would train with the default, which is the kind of
+mistake that costs a day. So unknown keys, wrong types and out-of-range values all fail up front with a
+``ConfigError`` naming the file, the dotted key, what was expected and what came.
+
+The checker is generic over dataclasses with the usual field types (``int``, ``float``, ``str``, ``bool``,
+``X | None``, ``tuple[...]``, ``Literal[...]``, nested dataclasses), so the model package's ``PolicyConfig``
+tree is validated by the same code; range checks live in each dataclass's ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+from rvperceiver.errors import ConfigError
+from rvperceiver.model.policy import PolicyConfig
+
+OPTIMIZERS = ("adam", "adamw")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+def _require(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+@dataclass
+class DataConfig:
+    """Where the episodes come from and how they are cut into (observation, target) windows.
+
+    ``path`` is a robomimic HDF5 file or a LeRobot v3 directory; ``image_key``/``ee_key`` None = the reader's
+    default. The split is episode-wise: ``valid_fraction`` of the episodes, drawn with ``split_seed`` (a dataset's
+    own split, when it has one, wins). ``stats_cache`` reuses fitted view statistics stored next to the data.
+    """
+
+    path: str = ""
+    image_key: str | None = None
+    ee_key: str | None = None
+    t_obs: int = 2
+    t_pred: int = 8
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    stats_cache: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.t_obs >= 1, "data.t_obs", "a positive integer", self.t_obs)
+        _require(self.t_pred >= 1, "data.t_pred", "a positive integer", self.t_pred)
+        _require(0.0 <= self.valid_fraction < 1.0, "data.valid_fraction", "in [0, 1)", self.valid_fraction)
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser. ``betas`` defaults to the usual (0.9, 0.999); the seed's large-momentum setting is
+    ``optim.betas=[0.999,0.999]``. ``grad_clip`` is a max global L2 norm (None = no clipping)."""
+
+    name: str = "adam"
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.name in OPTIMIZERS, "optim.name", f"one of {list(OPTIMIZERS)}", self.name)
+        _require(math.isfinite(self.lr) and self.lr > 0, "optim.lr", "a positive number", self.lr)
+        _require(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)", self.betas)
+        _require(self.eps > 0, "optim.eps", "a positive number", self.eps)
+        _require(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        _require(
+            self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "None or a positive number", self.grad_clip
+        )
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning rate: linear warm-up from 0 over ``warmup_steps``, then a cosine from ``lr`` down to
+    ``lr * min_lr_ratio`` at the last step."""
+
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(self.warmup_steps >= 0, "schedule.warmup_steps", "an integer >= 0", self.warmup_steps)
+        _require(0.0 <= self.min_lr_ratio <= 1.0, "schedule.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    Run fields: ``steps`` optimiser steps of ``batch_size`` examples (the global batch: a distributed run splits
+    it over the processes); evaluation every ``eval_every`` steps on ``eval_batches`` validation batches (0 = the
+    whole validation set); a checkpoint every ``checkpoint_every`` steps and at the end; a log line every
+    ``log_every`` steps. ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
+    applied on CUDA only (CPU runs stay float32 and bit-reproducible). ``compile`` = ``torch.compile`` the model.
+    ``out_dir`` holds metrics.jsonl, TensorBoard events and the checkpoint ("" = write nothing).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    steps: int = 2000
+    batch_size: int = 32
+    eval_every: int = 200
+    eval_batches: int = 16
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    compile: bool = False
+    num_workers: int = 0
+    out_dir: str = "runs/default"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
+            _require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
+        _require(self.eval_batches >= 0, "eval_batches", "an integer >= 0 (0 = all)", self.eval_batches)
+        _require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        _require(
+            isinstance(self.device, str) and bool(_DEVICE_PATTERN.match(self.device)),
+            "device",
+            "auto, cpu, cuda, cuda:N or mps",
+            self.device,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generic dataclass <-> plain data conversion with type checking
+# ----------------------------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _describe(hint: Any) -> str:
+    """Human-readable name of a type hint, for error messages."""
+    origin = typing.get_origin(hint)
+    if hint is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if dataclasses.is_dataclass(hint):
+        return f"a mapping ({hint.__name__})"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+class _Mismatch(Exception):
+    """Internal: a value does not fit a type hint (turned into a ConfigError by the caller)."""
+
+
+def _known_paths(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a dataclass tree, for 'did you mean' suggestions across sections."""
+    paths: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        paths.append(path)
+        if dataclasses.is_dataclass(hints[f.name]):
+            paths.extend(_known_paths(hints[f.name], path + "."))
+    return paths
+
+
+def _unknown_key_message(cls: type, root: type, key: str, path: str) -> str:
+    known = [f.name for f in dataclasses.fields(cls)]
+    full = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {(path + '.' if path else '') + close[0]}?"
+    else:
+        # The key may exist in another section (e.g. `lr` at top level instead of `optim.lr`).
+        elsewhere = [p for p in _known_paths(root) if p.rsplit(".", 1)[-1] == key]
+        elsewhere = elsewhere or difflib.get_close_matches(full, _known_paths(root), n=1, cutoff=0.6)
+        hint = f"did you mean {elsewhere[0]}?" if elsewhere else f"known keys here: {', '.join(known)}"
+    return f"unknown key {full!r}: {hint}"
+
+
+def _coerce(hint: Any, value: Any, key: str, root: type) -> Any:
+    """Check ``value`` against ``hint`` and return it in canonical form (ints widened to float, lists to tuples)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if hint is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, root)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key, root)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is Literal:
+        if value in typing.get_args(hint):
+            return value
+        raise _Mismatch
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        args = typing.get_args(hint)
+        if origin is list:
+            return [_coerce(args[0], v, f"{key}[{i}]", root) for i, v in enumerate(value)]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]", root) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _Mismatch
+        return tuple(_coerce(a, v, f"{key}[{i}]", root) for i, (a, v) in enumerate(zip(args, value)))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    raise ConfigError(f"{key}: unsupported field type {hint!r} in the config schema")
+
+
+def _build(cls: type[T], raw: Any, path: str, root: type) -> T:
+    """Construct dataclass ``cls`` from a mapping, checking keys and types field by field."""
+    if isinstance(raw, cls):
+        raw = to_dict(raw)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path or 'the config'} must be a mapping (section {cls.__name__}), got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(_unknown_key_message(cls, root, str(key), path))
+        full = f"{path}.{key}" if path else key
+        try:
+            kwargs[key] = _coerce(hints[key], value, full, root)
+        except _Mismatch:
+            raise ConfigError(
+                f"{full} must be {_describe(hints[key])}, got {value!r} ({type(value).__name__})"
+            ) from None
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{path or cls.__name__}: {error}") from error
+
+
+def from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """A validated :class:`TrainConfig` from plain data (the inverse of :func:`to_dict`); missing keys = defaults."""
+    return _build(TrainConfig, data, "", TrainConfig)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain JSON/YAML-ready data of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(config)
+
+
+def to_json(config: TrainConfig) -> str:
+    return json.dumps(to_dict(config), indent=2, sort_keys=False)
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# YAML reading and overrides
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``1e-3`` as a float and rejects duplicate keys.
+
+    YAML 1.1 (PyYAML) needs a dot in a float, so ``lr: 1e-3`` would otherwise load as the *string* "1e-3"; and a
+    key written twice would silently keep the last value.
+    """
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _construct_mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping_without_duplicates)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error becomes a ConfigError naming ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader derives from SafeLoader
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Split ``"a.b=c"`` into (["a", "b"], parsed c); the value is read as a YAML scalar or list."""
+    if not isinstance(override, str) or "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.subkey=value")
+    key, text = override.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {override!r} has an empty key part")
+    return parts, parse_yaml(text, f"override {override!r}")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Set each dotted override in the nested dict ``raw`` (in place, creating sections that are absent)."""
+    for override in overrides:
+        parts, value = parse_override(override)
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {override!r}: {'.'.join(parts[: i + 1])} is a value ({child!r}), not a section"
+                )
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (None = all defaults), apply ``a.b=c`` overrides, validate, return a TrainConfig."""
+    raw: Any = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {source}: {error}") from None
+        raw = parse_yaml(text, source)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        apply_overrides(raw, overrides)
+        return from_dict(raw)
+    except ConfigError as error:
+        note = f" (overrides: {' '.join(overrides)})" if overrides else ""
+        raise ConfigError(f"{source}: {error}{note}") from None

@@ -1,0 +1,534 @@
+"""The training loop: one function, :func:`train`, readable top to bottom.
+
+What it does, in order:
+
+1. join the process group if started by ``torchrun`` (see ``distributed.py``), pick the device, seed everything;
+2. build the policy from the config (input/target shapes from the first training example);
+3. fit the policy's view and target statistics on the training set — or take them from the on-disk stats cache,
+   or from the checkpoint when resuming;
+4. Adam/AdamW with a linear warm-up + cosine learning rate, optionally resumed from the checkpoint;
+5. step: forward (bf16 autocast on CUDA), MSE against normalised targets, backward, clip, optimizer step.
+   Data order is a pure function of (seed, step), so a resumed run sees exactly the batches it would have seen;
+6. every ``eval_every`` steps: validation loss, NMSE, spread, collapse verdict and MSE in metres;
+   every ``log_every``: a line in ``metrics.jsonl`` (and TensorBoard); every ``checkpoint_every``: a checkpoint.
+
+A NaN/Inf loss or gradient stops training with ``NonFiniteError`` naming the step; the last good checkpoint on
+disk is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import time
+import warnings
+from collections.abc import Sized
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from rvperceiver.errors import CheckpointError, ConfigError, InputError, NonFiniteError
+from rvperceiver.train.checkpoint import (
+    capture_rng_state,
+    load_model_weights,
+    load_training_state,
+    read_checkpoint_meta,
+    restore_rng_state,
+    save_checkpoint,
+)
+from rvperceiver.train.config import TrainConfig, to_dict
+from rvperceiver.train.distributed import (
+    DistributedContext,
+    StreamBatchSampler,
+    all_reduce_mean,
+    all_reduce_sum,
+    init_distributed,
+    shutdown_distributed,
+)
+from rvperceiver.train.metrics import EvalMetrics, MetricAccumulator
+from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
+
+CHECKPOINT_DIRNAME = "checkpoint"
+METRICS_FILENAME = "metrics.jsonl"
+
+
+class CollapseWarning(UserWarning):
+    """Validation says the policy predicts (nearly) the mean trajectory for every input."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` produced.
+
+    ``train_losses`` has one entry per step run in this call (the global-batch mean of the normalised MSE);
+    ``evals`` one dict per evaluation (``step`` plus the fields of :class:`EvalMetrics`); ``statistics`` says
+    where the view/target statistics came from: "fitted", "cache", "checkpoint" or "given".
+    """
+
+    policy: nn.Module
+    config: TrainConfig
+    step: int
+    train_losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    final: EvalMetrics | None = None
+    out_dir: Path | None = None
+    checkpoint: Path | None = None
+    statistics: str = "fitted"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small helpers (each does one thing; the loop below reads like the numbered list above)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Multiplier of the base learning rate for optimizer step ``step`` (0-based).
+
+    Linear warm-up ``(step+1)/warmup`` (so the first step is not wasted at lr 0), then a half cosine from 1 down to
+    ``min_lr_ratio`` at the last step.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps - 1)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(parameters: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    optim = config.optim
+    cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
+    return cls(parameters, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    schedule = config.schedule
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, schedule.warmup_steps, config.steps, schedule.min_lr_ratio)
+    )
+
+
+def _example_shapes(dataset: Dataset) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    if not isinstance(dataset, Sized) or len(dataset) == 0:
+        raise InputError("train_set is empty (or has no len()): nothing to train on")
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise InputError(f"train_set[0] must be an (input, target) pair, got {type(item).__name__}")
+    x, y = (torch.as_tensor(v) for v in item)
+    if y.dim() != 2:
+        raise InputError(f"targets must be [T_pred, D] per example, got shape {tuple(y.shape)}")
+    return tuple(x.shape), tuple(y.shape)
+
+
+def check_output_dir(out_dir: Path, bytes_needed: int) -> None:
+    """Fail before training, not after an hour, if ``out_dir`` cannot hold the run's outputs."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{time.monotonic_ns()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"out_dir {out_dir} is not writable: {error}") from None
+    free = shutil.disk_usage(out_dir).free
+    if free < bytes_needed:
+        raise ConfigError(
+            f"out_dir {out_dir} has {free / 2**20:.1f} MiB free; checkpoints of this model need about "
+            f"{bytes_needed / 2**20:.1f} MiB"
+        )
+
+
+def _checkpoint_bytes_needed(policy: nn.Module) -> int:
+    state_bytes = sum(t.numel() * t.element_size() for t in policy.state_dict().values())
+    # model + two Adam moments, written next to the previous checkpoint, plus slack for logs.
+    return 2 * 3 * state_bytes + (16 << 20)
+
+
+def _statistics_fitted(policy: nn.Module) -> bool:
+    modules = [m for m in policy.modules() if m is not policy and hasattr(m, "is_fitted")]
+    return bool(modules) and all(bool(m.is_fitted) for m in modules)
+
+
+def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int) -> dict[str, Any]:
+    """Everything the fitted statistics depend on (the stats-cache key besides the data itself)."""
+    data = config.data
+    return {
+        "view": to_dict(policy.config.view),
+        "target_norm": policy.config.target_norm,
+        "input_shape": list(policy.input_shape),
+        "target_shape": list(policy.target_shape),
+        "t_obs": data.t_obs,
+        "t_pred": data.t_pred,
+        "image_key": data.image_key,
+        "ee_key": data.ee_key,
+        "valid_fraction": data.valid_fraction,
+        "split_seed": data.split_seed,
+        "train_examples": train_size,
+    }
+
+
+class MetricsLog:
+    """Append-only JSONL metrics file plus optional TensorBoard; a no-op where nothing should be written."""
+
+    def __init__(self, out_dir: Path | None, tensorboard: bool, resume_step: int | None) -> None:
+        self.path = out_dir / METRICS_FILENAME if out_dir is not None else None
+        self.writer = None
+        if self.path is None:
+            return
+        if resume_step is not None and self.path.exists():
+            # Drop lines a crashed run wrote after its last checkpoint: they are about to be redone.
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        elif resume_step is None:
+            self.path.write_text("", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+            except Exception as error:  # TensorBoard is a convenience; never let it stop a run
+                warnings.warn(f"TensorBoard logging disabled: {error}", stacklevel=2)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            kind = record.get("kind", "train")
+            for key, value in record.items():
+                if key not in ("step", "kind") and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"{kind}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@torch.no_grad()
+def evaluate(
+    policy: nn.Module,
+    dataset: Dataset | None,
+    config: TrainConfig,
+    context: DistributedContext | None = None,
+) -> EvalMetrics | None:
+    """Validation metrics of ``policy`` on the first ``eval_batches × batch_size`` examples (0 = all).
+
+    In a distributed run the examples are split over the processes and the metric sums all-reduced, so every
+    process gets the metrics of the same examples a single process would use. None for an empty/absent set.
+    """
+    context = context or DistributedContext()
+    if dataset is None or len(dataset) == 0:  # type: ignore[arg-type]
+        return None
+    size = len(dataset)  # type: ignore[arg-type]
+    limit = size if config.eval_batches == 0 else min(size, config.eval_batches * config.batch_size)
+    local = Subset(dataset, list(range(context.rank, limit, context.world_size)))
+    loader = DataLoader(
+        local,
+        batch_size=max(1, config.batch_size // context.world_size),
+        shuffle=False,
+        num_workers=config.num_workers,
+        generator=torch.Generator().manual_seed(0),  # leaves the global RNG untouched
+    )
+    device = next(policy.parameters()).device
+    was_training = policy.training
+    policy.eval()
+    accumulator: MetricAccumulator | None = None
+    for x, y in loader:
+        x, y = x.to(device), y.to(device).float()
+        with _autocast(config, device):
+            prediction_norm = policy(x).float()
+        target_norm = policy.target_norm.normalize(y)
+        prediction = policy.target_norm.denormalize(prediction_norm)
+        if accumulator is None:
+            accumulator = MetricAccumulator(y[0].numel(), device=device)
+        accumulator.update(prediction, y, prediction_norm, target_norm)
+    if accumulator is None:  # this rank had no examples; still join the all-reduce
+        accumulator = MetricAccumulator(int(np.prod(policy.target_shape)), device=device)
+    all_reduce_sum(accumulator.state, context)
+    policy.train(was_training)
+    return accumulator.compute() if accumulator.count > 0 else None
+
+
+def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when ``amp`` is on; CPU runs stay float32 (and bit-reproducible)."""
+    if config.amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _fit_statistics(
+    policy: nn.Module,
+    train_set: Dataset,
+    config: TrainConfig,
+    stats_cache: StatsCache | None,
+    context: DistributedContext,
+) -> str:
+    """Fit (or fetch from the cache) the view and target statistics; returns where they came from."""
+    loader = DataLoader(train_set, batch_size=max(config.batch_size, 64), shuffle=False, num_workers=config.num_workers)
+
+    def fit() -> dict[str, torch.Tensor]:
+        # Every process fits the same statistics on the same data (deterministic), so no broadcast is needed.
+        policy.fit_statistics(loader, loader)
+        return statistics_state(policy)
+
+    if stats_cache is None:
+        fit()
+        return "fitted"
+    settings = _statistics_settings(policy, config, len(train_set))  # type: ignore[arg-type]
+    tensors, cached = stats_cache.get_or_compute(settings, fit, write=context.is_main)
+    if cached:
+        load_statistics_state(policy, tensors)
+        return "cache"
+    return "fitted"
+
+
+def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: TrainConfig) -> None:
+    """Load the checkpoint's weights and statistics into a freshly built policy of the same config."""
+    meta = read_checkpoint_meta(checkpoint_dir)
+    if meta["policy_config"] != to_dict(policy.config):
+        raise CheckpointError(
+            f"cannot resume from {checkpoint_dir}: its policy config differs from the one of this run "
+            "(resume with the config the run was started with)"
+        )
+    if list(meta["input_shape"]) != list(policy.input_shape) or list(meta["target_shape"]) != list(policy.target_shape):
+        raise CheckpointError(
+            f"cannot resume from {checkpoint_dir}: it was trained on inputs {meta['input_shape']} -> "
+            f"{meta['target_shape']}, this data gives {list(policy.input_shape)} -> {list(policy.target_shape)}"
+        )
+    load_model_weights(checkpoint_dir, policy, meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    train_set: Dataset,
+    valid_set: Dataset | None,
+    policy: nn.Module | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stats_cache: StatsCache | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train a policy on ``train_set`` (a Dataset of ``(input, target [T_pred, D])`` pairs).
+
+    ``policy`` None = build one from ``config.policy``. ``out_dir`` overrides ``config.out_dir``; an empty out_dir
+    writes nothing (no metrics, no checkpoints). ``resume`` continues from ``<out_dir>/checkpoint`` exactly where
+    it stopped. ``stats_cache`` reuses fitted statistics across runs. ``stop_at_step`` ends the run early at that
+    step with a checkpoint, as a scheduler's time limit would (the schedule still spans ``config.steps``).
+    """
+    context = init_distributed(config.device)
+    try:
+        return _train(config, train_set, valid_set, policy, out_dir, resume, progress, stats_cache, stop_at_step, context)
+    finally:
+        shutdown_distributed(context)
+
+
+def _train(
+    config: TrainConfig,
+    train_set: Dataset,
+    valid_set: Dataset | None,
+    policy: nn.Module | None,
+    out_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    stats_cache: StatsCache | None,
+    stop_at_step: int | None,
+    context: DistributedContext,
+) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    from rvperceiver.model.policy import build_policy
+
+    device = context.device
+    out_value = str(out_dir) if out_dir is not None else config.out_dir
+    out = Path(out_value) if out_value else None
+    if resume and out is None:
+        raise ConfigError("resume=True needs an out_dir holding the checkpoint to resume from")
+    checkpoint_dir = out / CHECKPOINT_DIRNAME if out is not None else None
+
+    # 1-2. Seed, then build the policy (its initial weights are a function of the seed).
+    seed_everything(config.seed)
+    input_shape, target_shape = _example_shapes(train_set)
+    if policy is None:
+        policy = build_policy(config.policy, input_shape, target_shape)
+    elif tuple(policy.input_shape) != input_shape or tuple(policy.target_shape) != target_shape:
+        raise InputError(
+            f"the given policy expects {tuple(policy.input_shape)} -> {tuple(policy.target_shape)}, "
+            f"the training data is {input_shape} -> {target_shape}"
+        )
+    policy.to(device)
+    if out is not None and context.is_main:
+        check_output_dir(out, _checkpoint_bytes_needed(policy))
+
+    # 3. Statistics: from the checkpoint when resuming, else the cache, else fitted on the training set.
+    if resume:
+        _load_model_for_resume(policy, checkpoint_dir, config)  # type: ignore[arg-type]
+        statistics = "checkpoint"
+    elif _statistics_fitted(policy):
+        statistics = "given"
+    else:
+        statistics = _fit_statistics(policy, train_set, config, stats_cache, context)
+
+    # The module that runs the training step: maybe DDP-wrapped and/or compiled. `policy` stays the plain model.
+    model: nn.Module = policy
+    if context.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            policy, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+    if config.compile:
+        model = torch.compile(model)
+
+    # 4. Optimizer and schedule (restored, with the RNG, when resuming).
+    optimizer = make_optimizer(policy.parameters(), config)
+    scheduler = make_scheduler(optimizer, config)
+    start_step = 0
+    rng_to_restore = None
+    if resume:
+        state = load_training_state(checkpoint_dir, optimizer, scheduler)  # type: ignore[arg-type]
+        start_step, rng_to_restore = state.step, state.rng
+    last_step = config.steps if stop_at_step is None else min(config.steps, stop_at_step)
+
+    sampler = StreamBatchSampler(
+        len(train_set),  # type: ignore[arg-type]
+        config.batch_size,
+        config.seed,
+        start_step=start_step,
+        rank=context.rank,
+        world_size=context.world_size,
+    )
+    loader = DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # worker seeds from here, not the global RNG
+    )
+    log = MetricsLog(out if context.is_main else None, config.tensorboard, start_step if resume else None)
+    result = TrainResult(policy=policy, config=config, step=start_step, out_dir=out, statistics=statistics)
+    last_saved_step: int | None = start_step if resume else None
+    if context.is_main and out is not None:
+        log.write({"kind": "start", "step": start_step, "statistics": statistics, "world_size": context.world_size})
+
+    if rng_to_restore is not None:
+        restore_rng_state(rng_to_restore)
+    bar = tqdm(total=last_step, initial=start_step, disable=not (progress and context.is_main), desc="train")
+    batches = iter(loader)
+    model.train()
+    started = time.perf_counter()
+    try:
+        for step in range(start_step, last_step):
+            # 5. One optimisation step.
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
+            with _autocast(config, device):
+                prediction = model(x)
+            loss = F.mse_loss(prediction.float(), policy.target_norm.normalize(y))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = config.optim.grad_clip if config.optim.grad_clip is not None else math.inf
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm))
+            global_loss = float(all_reduce_mean(loss.detach().clone(), context))  # same on every process
+            if not math.isfinite(global_loss) or not math.isfinite(grad_norm):
+                what = "loss" if not math.isfinite(global_loss) else "gradient norm"
+                value = global_loss if what == "loss" else grad_norm
+                raise NonFiniteError(
+                    f"training diverged at step {step + 1}: the {what} is {value}; the weights were not updated "
+                    + (
+                        f"and the last good checkpoint (step {last_saved_step}) in {checkpoint_dir} is kept"
+                        if last_saved_step is not None
+                        else "and no checkpoint was written"
+                    )
+                    + ". Try a lower optim.lr, a smaller optim.grad_clip or a longer schedule.warmup_steps"
+                )
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+            result.train_losses.append(global_loss)
+            bar.update(1)
+
+            if done % config.log_every == 0 or done == last_step:
+                bar.set_postfix(loss=f"{global_loss:.4g}", lr=f"{lr:.2e}")
+                if context.is_main:
+                    log.write(
+                        {
+                            "kind": "train",
+                            "step": done,
+                            "loss": global_loss,
+                            "lr": lr,
+                            "grad_norm": grad_norm,
+                            "elapsed_s": time.perf_counter() - started,
+                        }
+                    )
+
+            # 6. Evaluation and collapse diagnosis.
+            if done % config.eval_every == 0 or done == last_step:
+                metrics = evaluate(policy, valid_set, config, context)
+                model.train()
+                if metrics is not None:
+                    record = {"step": done, **metrics.to_dict()}
+                    result.evals.append(record)
+                    result.final = metrics
+                    if context.is_main:
+                        log.write({"kind": "eval", **record})
+                        if progress:
+                            bar.write(
+                                f"step {done}: val loss {metrics.loss:.4g}  nmse {metrics.nmse:.3f}  "
+                                f"spread {metrics.spread:.3f}  rmse {metrics.rmse_m * 1000:.1f} mm  [{metrics.verdict}]"
+                            )
+                        if metrics.verdict == "collapsed" and done > config.schedule.warmup_steps:
+                            warnings.warn(
+                                f"step {done}: the policy looks collapsed to the mean (val NMSE {metrics.nmse:.3f}, "
+                                f"prediction spread {metrics.spread:.3f} of the targets'). Consider a spectral view "
+                                "(policy.view.transform=rfft with pre_norm=centre, post_norm=zscore), "
+                                "optim.betas=[0.999,0.999], or more steps.",
+                                CollapseWarning,
+                                stacklevel=2,
+                            )
+
+            # Checkpoint (the main process writes; weights are identical everywhere).
+            if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == last_step):
+                if context.is_main:
+                    extra = {"last_eval": result.evals[-1] if result.evals else None}
+                    save_checkpoint(
+                        checkpoint_dir,
+                        policy,
+                        config,
+                        optimizer,
+                        scheduler,
+                        step=done,
+                        rng=capture_rng_state(),
+                        extra=extra,
+                    )
+                    result.checkpoint = checkpoint_dir
+                last_saved_step = done
+            result.step = done
+    finally:
+        bar.close()
+        log.close()
+    policy.eval()
+    return result
