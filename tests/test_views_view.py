@@ -207,3 +207,17 @@ def test_fit_moves_batches_to_the_buffers_device_and_uses_float64() -> None:
     expected = compute_moments([x.double() / 255])
     torch.testing.assert_close(view.pre_std[5, 0].double(), expected.std()[5, 0], rtol=1e-6, atol=0)
     assert float(view.pre_std[4, 0]) == pytest.approx(1e-6)  # floored, constant token
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_and_forward_match_cpu() -> None:
+    x = _frames(6)
+    cfg = ViewConfig(transform="rfft", transform_axes="grid", pre_norm="centre", post_norm="zscore")
+    cpu = InputView(cfg, SHAPE)
+    cpu.fit([x[:3], x[3:]])
+    gpu = InputView(cfg, SHAPE).cuda()
+    gpu.fit([x[:3], x[3:]])  # CPU batches are moved to the buffers' device
+    with torch.autocast(device_type="cuda", dtype=torch.float16):
+        y = gpu(x.cuda())
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y.cpu(), cpu(x), atol=1e-4, rtol=1e-4)
