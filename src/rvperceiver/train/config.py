@@ -109,6 +109,8 @@ class TrainConfig:
     ``log_every`` steps. ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
     applied on CUDA only (CPU runs stay float32 and bit-reproducible). ``compile`` = ``torch.compile`` the model.
     ``out_dir`` holds metrics.jsonl, TensorBoard events and the checkpoint ("" = write nothing).
+    ``view_choice``: ``fixed`` trains with ``policy.view`` as written; ``adaptive`` lets the seed's rule pick raw or
+    Fourier from the training split's statistics (keeping ``policy.view.token_mode``) and records the choice.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -128,6 +130,7 @@ class TrainConfig:
     num_workers: int = 0
     out_dir: str = "runs/default"
     tensorboard: bool = True
+    view_choice: Literal["fixed", "adaptive"] = "fixed"
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
