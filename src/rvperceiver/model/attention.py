@@ -1,0 +1,173 @@
+"""Attention building blocks: multi-head attention, cross- and self-attention layers, the MLP.
+
+Every layer is pre-LayerNorm with residual connections, as in the Perceiver papers (appendix C): normalise, attend,
+project back and add to the query; then normalise, MLP (Linear → GELU → Linear, width × `widening`), add.
+Attention itself always goes through `F.scaled_dot_product_attention`, so the `[B, heads, queries, keys]` weight
+array is never built in the forward pass (PyTorch picks a fused kernel where one exists). `attention_weights`
+builds it explicitly, for plots and for testing the fused path against the textbook formula.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def init_linear(linear: nn.Linear) -> None:
+    """Fan-in scaled truncated normal weights (std 1/√fan_in, cut at ±2σ) and zero bias.
+
+    This is DeepMind's `VarianceScaling(1.0)` choice: each output starts with roughly the variance of one input
+    channel, whatever the fan-in. A fixed small std (0.02) would instead shrink a one-channel scalar value entering
+    the key/value projection fifty-fold relative to a unit-variance feature.
+    """
+    std = 1.0 / math.sqrt(linear.in_features)
+    nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+def make_linear(in_features: int, out_features: int) -> nn.Linear:
+    linear = nn.Linear(in_features, out_features)
+    init_linear(linear)
+    return linear
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """`[B, L, E]` → `[B, heads, L, E/heads]`."""
+    batch, length, width = x.shape
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """`[B, heads, L, e]` → `[B, L, heads·e]`."""
+    batch, heads, length, width = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * width)
+
+
+def multi_head_attention(q: Tensor, k: Tensor, v: Tensor, heads: int, dropout_p: float = 0.0) -> Tensor:
+    """Scaled dot-product attention of `q [B, L, E]` over `k, v [B, N, E]` with `heads` heads → `[B, L, E]`.
+
+    Keys and values are cast to the query's dtype, so a float32 key/value computation (see
+    `perceiver.InputKeyValues`) can meet a half-precision query under autocast.
+    """
+    out = F.scaled_dot_product_attention(
+        split_heads(q, heads),
+        split_heads(k.to(q.dtype), heads),
+        split_heads(v.to(q.dtype), heads),
+        dropout_p=dropout_p,
+    )
+    return merge_heads(out)
+
+
+def attention_weights(q: Tensor, k: Tensor, heads: int) -> Tensor:
+    """The softmax attention weights `[B, heads, L, N]` that `multi_head_attention` applies, built explicitly."""
+    qh = split_heads(q, heads)
+    kh = split_heads(k.to(q.dtype), heads)
+    scores = qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1])
+    return torch.softmax(scores.float(), dim=-1)
+
+
+class MLP(nn.Module):
+    """LayerNorm → Linear(D, w·D) → GELU → Linear(w·D, D) → dropout (the residual is added by the caller)."""
+
+    def __init__(self, channels: int, widening: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.expand = make_linear(channels, widening * channels)
+        self.contract = make_linear(widening * channels, channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.contract(F.gelu(self.expand(self.norm(x)))))
+
+
+class LatentKeyValues(nn.Module):
+    """Keys and values from a `[B, N, D]` array of the model's own width: LayerNorm then one Linear(D, 2D)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+        self.proj = make_linear(channels, 2 * channels)
+
+    def forward(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        keys, values = self.proj(self.norm(context)).chunk(2, dim=-1)
+        return keys, values
+
+
+class CrossAttentionLayer(nn.Module):
+    """Queries of width D attend to a context; the context's keys and values come from the `key_values` module.
+
+    `key_values(*context)` must return `(keys, values)`, each `[B, N, D]`, already normalised and projected: the
+    context side is where inputs differ (latents vs. raw tokens with position features), so it is pluggable while
+    the query side (its own LayerNorm, projection, residual and MLP) is fixed. Queries may be `[L, D]`, one set shared
+    by the whole batch (learned latents, decoder queries): they are then projected once and broadcast.
+    """
+
+    def __init__(
+        self, channels: int, key_values: nn.Module, heads: int, widening: int = 1, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout_p = dropout
+        self.q_norm = nn.LayerNorm(channels)
+        self.q_proj = make_linear(channels, channels)
+        self.key_values = key_values
+        self.o_proj = make_linear(channels, channels)
+        self.residual_dropout = nn.Dropout(dropout)
+        self.mlp = MLP(channels, widening, dropout)
+
+    def _queries(self, query: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        q = self.q_proj(self.q_norm(query))
+        if query.dim() == 2:
+            query = query.unsqueeze(0).expand(batch, -1, -1)
+            q = q.unsqueeze(0).expand(batch, -1, -1)
+        return query, q
+
+    def forward(self, query: Tensor, *context: Tensor | None) -> Tensor:
+        keys, values = self.key_values(*context)
+        query, q = self._queries(query, keys.shape[0])
+        attended = multi_head_attention(q, keys, values, self.heads, self.dropout_p if self.training else 0.0)
+        x = query + self.residual_dropout(self.o_proj(attended))
+        return x + self.mlp(x)
+
+    def attention_weights(self, query: Tensor, *context: Tensor | None) -> Tensor:
+        """`[B, heads, L, N]` weights of this layer's attention (materialised: for plots and tests only)."""
+        keys, _ = self.key_values(*context)
+        _, q = self._queries(query, keys.shape[0])
+        return attention_weights(q, keys, self.heads)
+
+
+class SelfAttentionLayer(nn.Module):
+    """Self-attention over `[B, L, D]`: one LayerNorm (queries and keys are the same array), fused qkv projection."""
+
+    def __init__(self, channels: int, heads: int, widening: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout_p = dropout
+        self.norm = nn.LayerNorm(channels)
+        self.qkv_proj = make_linear(channels, 3 * channels)
+        self.o_proj = make_linear(channels, channels)
+        self.residual_dropout = nn.Dropout(dropout)
+        self.mlp = MLP(channels, widening, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self.qkv_proj(self.norm(x)).chunk(3, dim=-1)
+        attended = multi_head_attention(q, k, v, self.heads, self.dropout_p if self.training else 0.0)
+        x = x + self.residual_dropout(self.o_proj(attended))
+        return x + self.mlp(x)
+
+
+class SelfAttentionBlock(nn.Module):
+    """`num_layers` self-attention layers applied in sequence (each with its own weights)."""
+
+    def __init__(self, num_layers: int, channels: int, heads: int, widening: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(SelfAttentionLayer(channels, heads, widening, dropout) for _ in range(num_layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
