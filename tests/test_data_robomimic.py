@@ -163,10 +163,11 @@ def write_raw(path: Path, demos: dict[str, dict[str, np.ndarray]], num_samples: 
 
 def test_wrong_image_rank_or_dtype_names_file_key_and_shape(tmp_path: Path) -> None:
     path = tmp_path / "bad.hdf5"
-    write_raw(path, {"demo_0": {"agentview_image": np.zeros((4, 3, 8, 8), np.uint8), "robot0_eef_pos": np.zeros((4, 3))}})
+    ee = np.zeros((4, 3))
+    write_raw(path, {"demo_0": {"agentview_image": np.zeros((4, 3, 8, 8), np.uint8), "robot0_eef_pos": ee}})
     with pytest.raises(DataError, match=r"bad\.hdf5.*agentview_image.*\(4, 3, 8, 8\)"):
         read_robomimic(path)
-    write_raw(path, {"demo_0": {"agentview_image": np.zeros((4, 8, 8, 3), np.float32), "robot0_eef_pos": np.zeros((4, 3))}})
+    write_raw(path, {"demo_0": {"agentview_image": np.zeros((4, 8, 8, 3), np.float32), "robot0_eef_pos": ee}})
     with pytest.raises(DataError, match=r"bad\.hdf5.*agentview_image.*float32"):
         read_robomimic(path)
 

@@ -27,7 +27,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if path.is_file():
         if path.suffix.lower() in HDF5_SUFFIXES:
             return "robomimic"
-        hint = " (pass the LeRobot dataset's root directory instead)" if path.suffix in (".parquet", ".mp4", ".json") else ""
+        in_lerobot_tree = path.suffix in (".parquet", ".mp4", ".json")
+        hint = " (pass the LeRobot dataset's root directory instead)" if in_lerobot_tree else ""
         raise DataError(
             f"cannot tell the format of {path}: expected a robomimic file ending in .hdf5/.h5 or a LeRobot v3 "
             f"directory with meta/info.json{hint}"

@@ -27,7 +27,7 @@ def _positive_int(value: object, name: str) -> int:
 
 @dataclass(frozen=True)
 class SampleIndex:
-    """All ``(episode, start)`` pairs, as an int64 array ``pairs`` of shape ``[M, 2]``, ordered by episode then start."""
+    """All ``(episode, start)`` pairs as an int64 array ``pairs`` ``[M, 2]``, ordered by episode then start."""
 
     pairs: np.ndarray
     episode_lengths: tuple[int, ...]

@@ -78,10 +78,8 @@ class WindowDataset(Dataset):
     def targets_array(self) -> np.ndarray:
         """Every sample's target, float32 ``[M, t_pred, D]`` in sample order, without touching any frame."""
         pairs = self.index.pairs
-        offsets = np.arange(self.t_pred, dtype=np.int64) + self.t_obs
-        chunks = []
-        for episode_id, ee in enumerate(self._ee):
-            starts = pairs[pairs[:, 0] == episode_id, 1]
-            if starts.size:
-                chunks.append(ee[starts[:, None] + offsets[None, :]])
-        return np.concatenate(chunks, axis=0).astype(np.float32, copy=False)
+        # One gather over the concatenated trajectories: row of (episode, step) = episode offset + step.
+        episode_offsets = np.cumsum([0] + [len(ee) for ee in self._ee[:-1]])
+        first_rows = episode_offsets[pairs[:, 0]] + pairs[:, 1] + self.t_obs
+        rows = first_rows[:, None] + np.arange(self.t_pred, dtype=np.int64)[None, :]
+        return np.concatenate(self._ee, axis=0)[rows]
