@@ -71,11 +71,6 @@ class SpatialSoftmaxCNN(nn.Module):
             layers += [nn.Conv2d(channels, out_channels, kernel, stride=stride, padding=kernel // 2), nn.ReLU()]
             channels = out_channels
             height, width = _conv_output_size(height, kernel, stride), _conv_output_size(width, kernel, stride)
-            if height <= 0 or width <= 0:
-                raise ConfigError(
-                    f"CNNConfig conv stack shrinks the {grid[1]}x{grid[2]} image to nothing; use smaller strides "
-                    f"or kernels (got kernel_sizes {config.kernel_sizes}, strides {config.strides})"
-                )
         self.convs = nn.Sequential(*layers)
         self.to_keypoint_maps = nn.Conv2d(channels, config.num_keypoints, kernel_size=1)
         self.spatial_softmax = SpatialSoftmax(height, width)

@@ -123,9 +123,9 @@ class CNNConfig:
     """Hyper-parameters of the `SpatialSoftmaxCNN` baseline.
 
     `channels`, `kernel_sizes` and `strides` describe the conv stack layer by layer (equal lengths); each conv is
-    followed by a ReLU and padded so that stride 1 keeps the spatial size. `num_keypoints` 1×1-conv maps are turned
-    into expected (x, y) image coordinates by a spatial softmax; an MLP of `mlp_layers` hidden layers of width
-    `mlp_channels` maps the keypoints to `output_steps × output_channels` numbers.
+    padded by kernel//2 (an odd kernel at stride 1 keeps the size) and followed by a ReLU. `num_keypoints` 1×1-conv
+    maps are turned into expected (x, y) image coordinates by a spatial softmax; an MLP of `mlp_layers` hidden layers
+    of width `mlp_channels` maps the keypoints to `output_steps × output_channels` numbers.
     """
 
     channels: tuple[int, ...] = (32, 32, 32)
