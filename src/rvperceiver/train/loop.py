@@ -507,7 +507,7 @@ def _train(
                                 "(policy.view.transform=rfft with pre_norm=centre, post_norm=zscore), "
                                 "optim.betas=[0.999,0.999], or more steps.",
                                 CollapseWarning,
-                                stacklevel=4,  # point at the caller of train()
+                                stacklevel=3,  # point at the caller of train()
                             )
 
             # Checkpoint (the main process writes; weights are identical everywhere).

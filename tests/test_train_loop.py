@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from rvperceiver.errors import ConfigError, NonFiniteError
+from rvperceiver.model.policy import build_policy
+from rvperceiver.train.checkpoint import load_policy
+from rvperceiver.train.config import load_config
+from rvperceiver.train.loop import CollapseWarning, TrainResult, lr_factor, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Tiny models trained for a few steps look collapsed; the warning itself is tested below with pytest.warns.
+pytestmark = pytest.mark.filterwarnings("ignore::rvperceiver.train.loop.CollapseWarning")
+
+
+def _dataset(m: int = 48, seed: int = 0) -> TensorDataset:
+    """Two 8x8 RGB frames -> 4 future positions that depend on a corner patch of the last frame."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (m, 2, 8, 8, 3), generator=g, dtype=torch.uint8)
+    corner = x[:, -1, :2, :2, :].float().mean(dim=(1, 2)) / 255.0
+    y = corner[:, None, :] * torch.linspace(0.1, 0.2, 4)[None, :, None]
+    return TensorDataset(x, y)
+
+
+def _config(*overrides: str):
+    return load_config(CONFIGS / "tiny.yaml", list(overrides))
+
+
+def test_train_writes_metrics_and_checkpoint(tmp_path: Path) -> None:
+    data = _dataset()
+    config = _config("steps=10", "eval_every=5", "log_every=5", "checkpoint_every=5")
+    result = train(config, data, _dataset(16, seed=1), out_dir=tmp_path, progress=False)
+    assert isinstance(result, TrainResult)
+    assert result.step == 10 and len(result.train_losses) == 10
+    assert all(math.isfinite(v) for v in result.train_losses)
+    assert result.statistics == "fitted"
+    assert [e["step"] for e in result.evals] == [5, 10]
+    assert result.final is not None and result.final.count == 16
+    assert result.final.verdict in ("collapsed", "partial", "learning")
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("train") == 2 and kinds.count("eval") == 2
+    assert {"loss", "lr", "grad_norm"} <= set(records[1])
+    assert {"nmse", "spread", "verdict", "mse_m", "rmse_m"} <= set(next(r for r in records if r["kind"] == "eval"))
+    policy, loaded_config = load_policy(tmp_path)
+    assert loaded_config == config
+    x = data.tensors[0][:4]
+    assert torch.equal(policy.predict(x), result.policy.predict(x))
+
+
+def test_training_reduces_the_loss_on_a_learnable_task() -> None:
+    # One latent-free path to success: a CNN on pixel tokens learns the corner mean quickly.
+    data = _dataset(64)
+    config = _config("steps=60", "eval_every=60", "policy.backbone=cnn", "policy.cnn.channels=[8]",
+                     "policy.cnn.kernel_sizes=[3]", "policy.cnn.strides=[1]", "policy.cnn.num_keypoints=4",
+                     "policy.cnn.mlp_channels=32", "policy.view.transform=identity", "policy.view.pre_norm=zscore",
+                     "policy.view.post_norm=none", "optim.lr=1e-2")
+    result = train(config, data, data, progress=False)
+    first, last = sum(result.train_losses[:5]) / 5, sum(result.train_losses[-5:]) / 5
+    assert last < 0.7 * first
+
+
+def test_same_seed_same_run_and_other_seed_differs() -> None:
+    data = _dataset()
+    a = train(_config("steps=3"), data, None, progress=False)
+    b = train(_config("steps=3"), data, None, progress=False)
+    c = train(_config("steps=3", "seed=1"), data, None, progress=False)
+    assert a.train_losses == b.train_losses
+    assert a.train_losses != c.train_losses
+
+
+def test_resume_is_bit_identical(tmp_path: Path) -> None:
+    data, valid = _dataset(), _dataset(16, seed=1)
+    config = _config("steps=8", "eval_every=3", "checkpoint_every=100", "log_every=1")
+    full = train(config, data, valid, out_dir=tmp_path / "full", progress=False)
+    first = train(config, data, valid, out_dir=tmp_path / "cut", progress=False, stop_at_step=4)
+    assert first.step == 4
+    second = train(config, data, valid, out_dir=tmp_path / "cut", progress=False, resume=True)
+    assert second.statistics == "checkpoint"
+    assert second.step == 8
+    assert first.train_losses + second.train_losses == full.train_losses
+    expected = full.policy.state_dict()
+    for name, value in second.policy.state_dict().items():
+        assert torch.equal(value, expected[name]), name
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == list(range(1, 9))
+
+
+def test_resume_drops_metrics_written_after_the_checkpoint(tmp_path: Path) -> None:
+    data = _dataset()
+    config = _config("steps=6", "log_every=1", "checkpoint_every=100")
+    train(config, data, None, out_dir=tmp_path, progress=False, stop_at_step=3)
+    with open(tmp_path / "metrics.jsonl", "a") as handle:  # as if a crashed run logged steps 4-5
+        handle.write(json.dumps({"kind": "train", "step": 4, "loss": 9.9}) + "\n")
+        handle.write(json.dumps({"kind": "train", "step": 5, "loss": 9.9}) + "\n")
+    train(config, data, None, out_dir=tmp_path, progress=False, resume=True)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r.get("loss") != 9.9 for r in records)
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_without_out_dir_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="resume"):
+        train(_config(), _dataset(), None, resume=True, progress=False)
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    data = _dataset()
+    config = _config("steps=12", "checkpoint_every=4", "eval_every=100")
+    torch.manual_seed(config.seed)
+    policy = build_policy(config.policy, (2, 8, 8, 3), (4, 3))
+    calls = {"training_forwards": 0}
+
+    def poison(module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        if module.training:
+            calls["training_forwards"] += 1
+            if calls["training_forwards"] == 7:
+                return output * float("nan")
+        return output
+
+    policy.backbone.register_forward_hook(poison)
+    with pytest.raises(NonFiniteError, match=r"step 7\b.*last good checkpoint \(step 4\)"):
+        train(config, data, None, policy=policy, out_dir=tmp_path, progress=False)
+    meta = json.loads((tmp_path / "checkpoint" / "config.json").read_text())
+    assert meta["step"] == 4
+    loaded, _ = load_policy(tmp_path)
+    assert all(bool(torch.isfinite(p).all()) for p in loaded.parameters())
+
+
+def test_collapsed_policy_triggers_a_warning() -> None:
+    data = _dataset(32)
+    config = _config("steps=2", "eval_every=1", "eval_batches=0", "optim.lr=1e-12", "schedule.warmup_steps=0")
+    torch.manual_seed(0)
+    policy = build_policy(config.policy, (2, 8, 8, 3), (4, 3))
+    with torch.no_grad():  # all-zero weights: the same output for every input, i.e. the mean predictor
+        for p in policy.backbone.parameters():
+            p.zero_()
+    with pytest.warns(CollapseWarning, match="collapsed"):
+        result = train(config, data, data, policy=policy, progress=False)
+    assert result.final is not None and result.final.verdict == "collapsed"
+    # The zero output denormalises to the fitted per-coordinate target mean (pooled over time steps), which is
+    # no better than the per-(step, coordinate) mean: NMSE >= 1, and no spread at all.
+    assert result.final.nmse >= 1.0 - 1e-6
+    assert result.final.spread < 1e-3
+
+
+def test_unwritable_out_dir_fails_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="not writable"):
+        train(_config(), _dataset(), None, out_dir=blocker / "run", progress=False)
+
+
+def test_tensorboard_events_are_written(tmp_path: Path) -> None:
+    train(_config("steps=2", "log_every=1", "tensorboard=true"), _dataset(), None, out_dir=tmp_path, progress=False)
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_lr_schedule_warmup_then_cosine() -> None:
+    factors = [lr_factor(s, warmup_steps=4, total_steps=20, min_lr_ratio=0.1) for s in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[-1] == pytest.approx(0.1)
