@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from rvperceiver.errors import ConfigError, InputError
-from rvperceiver.model import CNNConfig, PerceiverConfig, PerceiverIO, Policy, PolicyConfig, SpatialSoftmaxCNN, build_policy
+from rvperceiver.model import (
+    CNNConfig,
+    PerceiverConfig,
+    PerceiverIO,
+    Policy,
+    PolicyConfig,
+    SpatialSoftmaxCNN,
+    build_policy,
+)
 from rvperceiver.views import ViewConfig
 
 INPUT_SHAPE = (2, 8, 8, 3)  # [T_obs, H, W, C]

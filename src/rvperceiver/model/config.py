@@ -99,7 +99,8 @@ class PerceiverConfig:
         _require_divides(owner, "self_heads", self.self_heads, "latent_channels", self.latent_channels)
         _require_choice(owner, "position", self.position, POSITION_KINDS)
         _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"{owner}.dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.max_freq is not None:
             if (

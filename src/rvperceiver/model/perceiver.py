@@ -50,15 +50,21 @@ class InputKeyValues(nn.Module):
     """Keys and values of the input tokens: LayerNorm and Linear over each token's [values ‖ position features].
 
     With `kv_norm="joint"` (DeepMind's semantics) the projection of token n is
-    `W (γ ∘ (z_n − μ_n)/σ_n + β) + b` with `z_n = [v_n ‖ p_n]`, μ_n and σ_n its mean and standard deviation over
-    the c + P channels. Writing W' = W diag(γ), split into value and position columns W'_v, W'_p, this equals
+    `W (γ ∘ (z_n − μ_n)/σ_n + β) + b` with `z_n = [v_n ‖ p_n]`, μ_n and σ_n its mean and standard deviation
+    over the c + P channels. Writing W' = W diag(γ), split into value and position columns W'_v, W'_p, this equals
 
         (W'_v v_n + W'_p p_n − μ_n W'1) / σ_n + (W β + b)
 
     and μ_n, σ_n follow exactly from the per-token mean and squared deviation of v_n and of p_n by the pairwise
     (Chan et al.) merge. W'_p p_n and the position moments are the same for every example: they are computed once
-    per forward (`[N, 2D]`), so each example costs a `c → 2D` projection instead of `c + P → 2D` (c = 1, P = 68 in
-    scalar mode: ~35× fewer multiply-adds), with results equal to the direct computation up to rounding.
+    per forward (`[N, 2D]`), so each example costs a projection of c + 2 inputs instead of c + P (3 vs 69 in scalar
+    mode with 4 axes × 8 bands), with results equal to the direct computation up to rounding (tested).
+
+    Cost, honestly: with few position channels the projection is memory-bound (writing the `[B, N, 2D]` keys and
+    values dominates), so the gain is modest; the layout below keeps it to one scaled copy plus one fused
+    multiply-add, and autograd stores nothing of size `[B, N, 2D]`. On a shared 2-core CPU (B = 8, N = 12,288,
+    D = 128) the key/value stage ran ~1.5× faster than the direct form at 8 bands and ~4× at 64 bands, and a whole
+    forward + backward 1.2–1.5× faster; not measured on a GPU.
 
     With `kv_norm="values"` only the values are normalised (not at all when c = 1, where a LayerNorm outputs a
     constant and would erase the signal) and the projection splits trivially: `W_v LN(v_n) + W_p p_n + b`.
