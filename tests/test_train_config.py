@@ -160,3 +160,8 @@ def test_json_round_trip() -> None:
     assert again == config
     assert to_dict(again) == to_dict(config)
     assert isinstance(again.policy.cnn.channels, tuple)
+
+
+def test_error_names_the_override_that_set_the_bad_value() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lr must be a number.*set by override 'optim\.lr=fast'"):
+        load_config(CONFIGS / "tiny.yaml", ["steps=3", "optim.lr=fast"])

@@ -416,5 +416,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
         apply_overrides(raw, overrides)
         return from_dict(raw)
     except ConfigError as error:
-        note = f" (overrides: {' '.join(overrides)})" if overrides else ""
-        raise ConfigError(f"{source}: {error}{note}") from None
+        message = str(error)
+        # Say which override set the offending key, since the file does not contain it.
+        culprits = [o for o in overrides if "=" in o and o.split("=", 1)[0].strip() in message]
+        note = f" (set by override {culprits[-1]!r})" if culprits else ""
+        raise ConfigError(f"{source}: {message}{note}") from None
