@@ -276,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RVPerceiverError as error:
         print(f"rvperceiver {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
