@@ -260,10 +260,12 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if old.exists():
-        shutil.rmtree(old)
     if directory.exists():
+        if old.exists():  # a leftover from an earlier save; ``directory`` is the complete checkpoint
+            shutil.rmtree(old)
         os.rename(directory, old)
+    # else: an earlier save was interrupted between its two renames and ``old`` is the only complete checkpoint;
+    # it must survive until the new one is in place, or a crash right here would leave none at all.
     os.rename(tmp, directory)
     _fsync_dir(directory.parent)
     shutil.rmtree(old, ignore_errors=True)
