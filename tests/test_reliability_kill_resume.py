@@ -5,6 +5,7 @@ and the end-to-end kill -9 / resume benchmark through the real CLI.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import warnings
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from rvperceiver.model.policy import build_policy
 from rvperceiver.train import checkpoint as ckpt
 from rvperceiver.train.checkpoint import load_policy, load_training_state, read_checkpoint_meta, save_checkpoint
 from rvperceiver.train.config import load_config
+from rvperceiver.train.loop import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -126,3 +129,22 @@ def test_a_kill_at_any_point_of_two_saves_leaves_a_loadable_checkpoint(tmp_path,
         save_checkpoint(state / "checkpoint", policy, config, step=3)
         assert _loadable_step(state) == 3
     assert checked > 100
+
+
+def _windows(m: int = 24) -> TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randint(0, 256, (m, 2, 8, 8, 3), generator=g, dtype=torch.uint8), torch.rand(m, 4, 3, generator=g))
+
+
+@pytest.mark.filterwarnings("ignore::rvperceiver.train.loop.CollapseWarning")
+def test_resume_survives_a_metrics_line_torn_by_the_kill(tmp_path: Path) -> None:
+    config = load_config(CONFIGS / "tiny.yaml", ["steps=4", "checkpoint_every=2", "log_every=1", "eval_every=100"])
+    data = _windows()
+    train(config, data, None, out_dir=tmp_path, progress=False, stop_at_step=2)
+    metrics = tmp_path / "metrics.jsonl"
+    with open(metrics, "a", encoding="utf-8") as handle:
+        handle.write('{"kind": "train", "step": 3, "lo')  # what a kill in the middle of an append leaves
+    result = train(config, data, None, out_dir=tmp_path, resume=True, progress=False)
+    assert result.step == 4
+    records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]

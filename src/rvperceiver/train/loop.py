@@ -56,6 +56,7 @@ from rvperceiver.train.distributed import (
 )
 from rvperceiver.train.metrics import EvalMetrics, MetricAccumulator
 from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
+from rvperceiver.utils import atomic_write_text
 
 CHECKPOINT_DIRNAME = "checkpoint"
 METRICS_FILENAME = "metrics.jsonl"
@@ -181,6 +182,15 @@ def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int
     }
 
 
+def _parse_record(line: str) -> dict[str, Any] | None:
+    """One metrics.jsonl line as a dict; None for a blank or torn line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class MetricsLog:
     """Append-only JSONL metrics file plus optional TensorBoard; a no-op where nothing should be written."""
 
@@ -190,13 +200,15 @@ class MetricsLog:
         if self.path is None:
             return
         if resume_step is not None and self.path.exists():
-            # Drop lines a crashed run wrote after its last checkpoint: they are about to be redone.
+            # Drop lines a crashed run wrote after its last checkpoint: they are about to be redone. A line cut
+            # short by the crash (or a full disk) is dropped too. Rewritten atomically: a kill during the rewrite
+            # must not cost the history.
             kept = [
                 line
                 for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
+                if (record := _parse_record(line)) is not None and record.get("step", 0) <= resume_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif resume_step is None:
             self.path.write_text("", encoding="utf-8")
         if tensorboard:
