@@ -1,0 +1,306 @@
+"""Training-step throughput and peak memory of our `PerceiverIO` against `perceiver_pytorch.Perceiver` (0.11.0).
+
+Why `Perceiver` and not perceiver-pytorch's `PerceiverIO`: only `Perceiver` builds Fourier position features
+itself (`fourier_encode_data`, `num_freq_bands`, `max_freq`, the same `linspace(1, max_freq/2, K)` bands over a
+[-1, 1] grid as ours), and with `depth=1, self_per_cross_attn=S` it is exactly one cross-attend followed by S latent
+self-attention layers, our encoder. Its `PerceiverIO` would need the position features concatenated by hand and
+has no feed-forward after its decoder cross-attention; the decoders differ either way (theirs: mean over latents →
+LayerNorm → Linear; ours: T learned queries cross-attending to the latents), and both are tiny next to the encoder.
+
+Matched configuration (see `common.ModelShape`): 128 latents × 256 channels; the cross-attention has 1 head of
+width 256 on both (theirs: `cross_heads=1, cross_dim_head=256`); 4 latent self-attention layers of 4 heads × 64
+(theirs: `latent_heads=4, latent_dim_head=64`); feed-forward of 12·D² weights on both (their fixed GEGLU with
+mult 4; our MLP with widening 6); 8 Fourier bands up to max_freq = the grid size, float32.
+
+Two input layouts of the same 12,288 scalar tokens: the seed's `[B, 12288, 1]` with a 1-axis grid (17 position
+channels), and the token grid our scalar view really produces for one 64×64×3 frame, `(1, 64, 64, 3)` (4 axes,
+68 position channels; theirs gets `[B, 1, 64, 64, 3, 1]` with `input_axis=4`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    MODES,
+    ModelShape,
+    Mode,
+    Variant,
+    format_table,
+    make_train_step,
+    measure_step_memory,
+    median,
+    mib,
+    parameter_count,
+    perceiver_forward_flops,
+    perceiver_pytorch_forward_flops,
+    pick_device,
+    spread,
+    time_alternating,
+    variants_for,
+)
+from rvperceiver.model import PerceiverConfig, PerceiverIO
+
+
+def our_config(shape: ModelShape, max_freq: float | None) -> PerceiverConfig:
+    return PerceiverConfig(
+        num_latents=shape.num_latents,
+        latent_channels=shape.latent_channels,
+        cross_heads=shape.cross_heads,
+        self_heads=shape.self_heads,
+        self_layers_per_block=shape.self_layers,
+        mlp_widening=shape.mlp_widening,
+        num_bands=shape.num_bands,
+        max_freq=max_freq,
+        output_steps=shape.output_steps,
+        output_channels=shape.output_channels,
+    )
+
+
+def _shape(shape: dict[str, Any] | ModelShape) -> ModelShape:
+    return shape if isinstance(shape, ModelShape) else ModelShape(**shape)
+
+
+def _variant(variant: dict[str, Any] | Variant) -> Variant:
+    return variant if isinstance(variant, Variant) else Variant(**variant)
+
+
+def _data(grid: tuple[int, ...], batch: int, shape: ModelShape, device: str, seed: int) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(batch, math.prod(grid), 1, generator=generator).to(device)
+    targets = torch.randn(batch, shape.output_steps, shape.output_channels, generator=generator).to(device)
+    return tokens, targets
+
+
+def build_ours(
+    grid: list[int], batch: int, shape: dict[str, Any] | ModelShape, variant: dict[str, Any] | Variant,
+    max_freq: float, seed: int = 0, ablation: str = "none",
+) -> tuple[torch.nn.Module, Any]:
+    """Our model and its train step. `ablation` tries a change without touching the model's code:
+    `math_sdpa` (SDPA's math backend instead of the CPU flash kernel) or `checkpoint_cross` (recompute the first
+    cross-attend, whose keys/values are the only [B, N, 2D] activations, in the backward pass)."""
+    shape, variant = _shape(shape), _variant(variant)
+    torch.manual_seed(seed)
+    model = PerceiverIO(our_config(shape, max_freq), 1, tuple(grid)).to(variant.device)
+    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed)
+    forward: Any = model
+    if ablation == "math_sdpa":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with sdpa_kernel([SDPBackend.MATH]):
+                return model(x)
+    elif ablation == "checkpoint_cross":
+        from torch.utils.checkpoint import checkpoint
+
+        layer = model.encoder.first_cross_attend
+        plain = layer.forward
+        layer.forward = lambda *args: checkpoint(plain, *args, use_reentrant=False)  # type: ignore[method-assign]
+    elif ablation != "none":
+        raise ValueError(f"unknown ablation {ablation!r}")
+    return model, make_train_step(model, forward, tokens, targets, variant)
+
+
+def build_theirs(
+    grid: list[int], batch: int, shape: dict[str, Any] | ModelShape, variant: dict[str, Any] | Variant,
+    max_freq: float, seed: int = 0,
+) -> tuple[torch.nn.Module, Any]:
+    from perceiver_pytorch import Perceiver
+
+    shape, variant = _shape(shape), _variant(variant)
+    torch.manual_seed(seed)
+    model = Perceiver(
+        num_freq_bands=shape.num_bands,
+        depth=1,
+        max_freq=float(max_freq),
+        input_channels=1,
+        input_axis=len(grid),
+        num_latents=shape.num_latents,
+        latent_dim=shape.latent_channels,
+        cross_heads=shape.cross_heads,
+        latent_heads=shape.self_heads,
+        cross_dim_head=shape.latent_channels // shape.cross_heads,
+        latent_dim_head=shape.head_dim,
+        num_classes=shape.output_steps * shape.output_channels,
+        self_per_cross_attn=shape.self_layers,
+    ).to(variant.device)
+    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed)
+    tokens = tokens.reshape(batch, *grid, 1)  # their channels-last layout: [B, *axes, C]
+    return model, make_train_step(model, model, tokens, targets, variant)
+
+
+def build_ours_step(**kwargs: Any) -> Any:
+    return build_ours(**kwargs)[1]
+
+
+def build_theirs_step(**kwargs: Any) -> Any:
+    return build_theirs(**kwargs)[1]
+
+
+def _profile_top_ops(step: Any, top: int = 6) -> list[dict[str, Any]]:
+    """The ops that took the most self CPU time in one step (where the time goes, for the report)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / total, "calls": e.count}
+        for e in events[:top]
+    ]
+
+
+def run_case(
+    name: str, grid: tuple[int, ...], max_freq: float, mode: Mode, variant: Variant, threads: int,
+    measure_memory: bool, profile: bool = False,
+) -> dict[str, Any]:
+    shape = mode.model
+    ours, our_step = build_ours(list(grid), mode.batch, shape, variant, max_freq)
+    theirs, their_step = build_theirs(list(grid), mode.batch, shape, variant, max_freq)
+    times = time_alternating({"ours": our_step, "theirs": their_step}, mode.warmup, mode.reps, variant.device)
+    our_time, their_time = median(times["ours"]), median(times["theirs"])
+    tokens = math.prod(grid)
+    position_channels = len(grid) * (2 * shape.num_bands + 1)
+    our_flops = perceiver_forward_flops(shape, tokens, 1, position_channels, mode.batch)["total"]
+    their_flops = perceiver_pytorch_forward_flops(shape, tokens, 1, position_channels, mode.batch)["total"]
+    result: dict[str, Any] = {
+        "case": name,
+        "grid": list(grid),
+        "tokens": tokens,
+        "position_channels": position_channels,
+        "params_ours": parameter_count(ours),
+        "params_theirs": parameter_count(theirs),
+        "step_s_ours": our_time,
+        "step_s_theirs": their_time,
+        "step_s_all_ours": times["ours"],
+        "step_s_all_theirs": times["theirs"],
+        "spread_ours": spread(times["ours"]),
+        "spread_theirs": spread(times["theirs"]),
+        "samples_per_s_ours": mode.batch / our_time,
+        "samples_per_s_theirs": mode.batch / their_time,
+        "throughput_ratio": their_time / our_time,
+        "train_flops_ours": 3 * our_flops,
+        "train_flops_theirs": 3 * their_flops,
+        "flop_ratio_theirs_over_ours": their_flops / our_flops,
+    }
+    if profile and variant.device == "cpu" and not variant.compile:
+        result["top_ops_ours"] = _profile_top_ops(our_step)
+        result["top_ops_theirs"] = _profile_top_ops(their_step)
+    del ours, theirs, our_step, their_step
+    if measure_memory:
+        kwargs = {"grid": list(grid), "batch": mode.batch, "shape": shape.__dict__, "variant": variant.__dict__,
+                  "max_freq": max_freq}
+        module = "benchmarks.bench_vs_perceiver_pytorch"
+        ours_peak, theirs_peak = (
+            measure_step_memory(f"{module}:{builder}", kwargs, mode.memory_steps, threads, mode.mmap_threshold)
+            for builder in ("build_ours_step", "build_theirs_step")
+        )
+        result.update(
+            peak_step_mib_ours=mib(ours_peak),
+            peak_step_mib_theirs=mib(theirs_peak),
+            peak_memory_ratio=ours_peak / theirs_peak if theirs_peak > 0 else float("nan"),
+        )
+    return result
+
+
+ABLATIONS = ("none", "math_sdpa", "checkpoint_cross")
+
+
+def run_ablations(mode: Mode, variant: Variant, threads: int = 2) -> dict[str, Any]:
+    """Our step in the seed layout with each `ABLATIONS` change, timed in alternation; memory in fresh children.
+
+    These are measurements for the model's owner (candidate changes), not part of the headline comparison.
+    """
+    tokens = mode.tokens
+    steps = {a: build_ours([tokens], mode.batch, mode.model, variant, float(tokens), ablation=a)[1] for a in ABLATIONS}
+    times = time_alternating(steps, mode.warmup, mode.reps, variant.device)
+    del steps
+    rows, out = [], {}
+    base_time = median(times["none"])
+    base_peak = None
+    for a in ABLATIONS:
+        kwargs = {"grid": [tokens], "batch": mode.batch, "shape": mode.model.__dict__, "variant": variant.__dict__,
+                  "max_freq": float(tokens), "ablation": a}
+        peak = measure_step_memory("benchmarks.bench_vs_perceiver_pytorch:build_ours_step", kwargs,
+                                   mode.memory_steps, threads, mode.mmap_threshold)
+        base_peak = peak if base_peak is None else base_peak
+        t = median(times[a])
+        out[a] = {"step_s": t, "step_s_all": times[a], "peak_step_mib": mib(peak),
+                  "speedup_vs_none": base_time / t, "memory_vs_none": peak / base_peak}
+        rows.append([a, mode.batch / t, base_time / t, mib(peak), peak / base_peak])
+    print(f"\n## Candidate model changes, measured from outside the model ({variant.label}, batch {mode.batch}, "
+          f"{tokens} tokens, seed layout)")
+    print(format_table(["change", "samples/s", "speed vs none", "peak step MiB", "memory vs none"], rows))
+    return out
+
+
+def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = True) -> dict[str, Any]:
+    h, w, c = mode.frame
+    tokens = mode.tokens
+    cases = [
+        ("seed: [B, N, 1], 1-axis grid", (tokens,), float(tokens)),
+        (f"frame grid (1, {h}, {w}, {c}), 4 axes", (1, h, w, c), float(max(h, w))),
+    ]
+    results = [
+        run_case(name, grid, mf, mode, variant, threads, measure_memory and (i == 0 or mode.secondary_memory),
+                 profile=mode.profile and i == 0)
+        for i, (name, grid, mf) in enumerate(cases)
+    ]
+    rows = []
+    for r in results:
+        rows.append([
+            r["case"], r["params_ours"], r["params_theirs"], r["samples_per_s_ours"], r["samples_per_s_theirs"],
+            r["throughput_ratio"], r["flop_ratio_theirs_over_ours"],
+            r.get("peak_step_mib_ours", float("nan")), r.get("peak_step_mib_theirs", float("nan")),
+            r.get("peak_memory_ratio", float("nan")),
+        ])
+    print(f"\n## Train step vs perceiver_pytorch.Perceiver ({variant.label}, batch {mode.batch}, {tokens} tokens, "
+          f"{mode.warmup} warm-up + {mode.reps} alternating reps, median)")
+    print(format_table(
+        ["input", "params ours", "params theirs", "samples/s ours", "samples/s theirs", "speed ratio (ours/theirs)",
+         "FLOP ratio (theirs/ours)", "peak MiB ours", "peak MiB theirs", "memory ratio (ours/theirs)"],
+        rows,
+    ))
+    for r in results:
+        for side in ("ours", "theirs"):
+            if f"top_ops_{side}" in r:
+                ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in r[f"top_ops_{side}"])
+                print(f"top ops ({r['case']}, {side}): {ops}")
+    primary = results[0]
+    return {
+        "variant": variant.label,
+        "batch": mode.batch,
+        "cases": results,
+        "throughput_ratio": primary["throughput_ratio"],
+        "peak_memory_ratio": primary.get("peak_memory_ratio", float("nan")),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None, help="write the result dict as JSON here")
+    parser.add_argument("--ablations", action="store_true", help="only the candidate model changes")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    mode = MODES[args.mode]
+    variants = variants_for(pick_device(args.device))
+    if args.ablations:
+        results: list[Any] = [run_ablations(mode, variant, args.threads) for variant in variants]
+    else:
+        results = [run(mode, variant, args.threads) for variant in variants]
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
