@@ -84,3 +84,14 @@ def test_unknown_names_are_rejected(tmp_path: Path) -> None:
         run_experiment("tiny", "test", tmp_path)
     with pytest.raises(ConfigError, match="profile"):
         run_experiment("theory", "huge", tmp_path)
+
+
+def test_demo_prints_a_comparison_table(tmp_path: Path) -> None:
+    from rvperceiver.experiments import demo
+
+    table = demo(tmp_path, n_tokens=64, profile="test")
+    for view in ("raw+fourier-pos", "fft", "centre-fft"):
+        assert view in table
+    assert "Adaptive choice: fourier" in table
+    assert (tmp_path / "demo.md").read_text().strip() == table.strip()
+    assert len(_load(tmp_path)) == 3

@@ -285,7 +285,7 @@ def _theory_section(records: list[dict[str, Any]]) -> list[str]:
         f"x[0] = X1 = {first['x1']}, x[1:] = X2 = {first['x2']}; a change Δ = {first['delta']} of X1; white noise "
         f"σ = {first['noise_std']} for the SNR columns; unnormalised DFT unless marked 'ortho'.",
         "",
-        "| N | |X[0]| | |X[f≠0]| | |X[0]| ortho | |X[f≠0]| ortho | change share of energy | centred |bin| | "
+        "| N | \\|X[0]\\| | \\|X[f≠0]\\| | \\|X[0]\\| ortho | \\|X[f≠0]\\| ortho | change share of energy | centred \\|bin\\| | "
         "SNR raw carrier | SNR per bin ortho | seed formula max error | closed-form gap |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -57,6 +57,7 @@ __all__ = ["run_experiment", "main_experiment", "demo", "train_run", "EVAL_CHUNK
 # Examples per forward pass when evaluating or computing statistics (bounds memory at large N).
 EVAL_CHUNK = 64
 BETA2 = 0.999
+DEMO_VIEWS = ("raw+fourier-pos", "fft", "centre-fft")
 THEORY_SIZES = {"test": (16, 64, 256), "quick": DEFAULT_SIZES, "full": DEFAULT_SIZES}
 
 
@@ -323,13 +324,13 @@ def main_experiment(
     return 0
 
 
-def demo(out_dir: str | Path = "demo-results") -> str:
-    """A small, fast comparison (a couple of minutes on 2 CPU cores): raw tokens vs spectral views on the
-    tiny-difference task at one N. Returns the comparison table as text (also written to ``demo.md``)."""
-    prof = get_profile("quick")
+def demo(out_dir: str | Path = "demo-results", n_tokens: int = 4096, profile: str = "quick", seed: int = 0) -> str:
+    """A small, fast comparison (about a minute on 2 CPU cores): raw tokens vs spectral views on the
+    tiny-difference task at one N, with the quick profile's model and budget. Returns the comparison table as
+    text (also written to ``demo.md`` beside ``results.json``)."""
+    prof = get_profile(profile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_tokens, seed = DEMO_TOKENS, 0
     task = make_task("tiny-difference", n_tokens, seed, prof.num_train, prof.num_test)
     choice = choose_view(_chunks(task.train_inputs), task.input_shape)
     lines = [
@@ -354,7 +355,3 @@ def demo(out_dir: str | Path = "demo-results") -> str:
     (out / "results.json").write_text(json.dumps(records, indent=1))
     (out / "demo.md").write_text(table + "\n")
     return table
-
-
-DEMO_TOKENS = 4096
-DEMO_VIEWS = ("raw+fourier-pos", "fft", "centre-fft")

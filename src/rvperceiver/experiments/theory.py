@@ -44,7 +44,7 @@ class TheorySettings:
     """The values the seed's algebra is evaluated at: ``X1 = mu1 + delta`` so centring leaves ``delta``."""
 
     x2: float = 1.0
-    mu1: float = 1.0
+    mu1: float = 2.0
     delta: float = 0.5
     noise_std: float = 0.01
 
