@@ -54,12 +54,23 @@ def load_windows(
     shorter than ``t_obs + t_pred``), naming the side and the episodes.
     """
     episodes = open_episodes(path, image_key=image_key, ee_key=ee_key)
-    train_names, valid_names = split_episodes(episodes.names, valid_fraction, split_seed, splits=episodes.splits)
-    train = WindowDataset(episodes.select(train_names), t_obs, t_pred)
-    valid = WindowDataset(episodes.select(valid_names), t_obs, t_pred) if valid_names else None
+    try:
+        train_names, valid_names = split_episodes(episodes.names, valid_fraction, split_seed, splits=episodes.splits)
+    except DataError as error:
+        raise DataError(f"{episodes.source}: {error}") from None
+    train = _windows(episodes, train_names, "training", t_obs, t_pred)
+    valid = _windows(episodes, valid_names, "validation", t_obs, t_pred) if valid_names else None
     if len(train) == 0:
         raise DataError(f"{episodes.source}: the training split ({len(train_names)} episodes) holds no sample")
     return WindowSplit(episodes.source, train, valid, train_names, valid_names, episodes)
+
+
+def _windows(episodes: EpisodeSet, names: list[str], side: str, t_obs: int, t_pred: int) -> WindowDataset:
+    """The windows of one side of the split; an error says which file and which side it is about."""
+    try:
+        return WindowDataset(episodes.select(names), t_obs, t_pred)
+    except DataError as error:
+        raise DataError(f"{episodes.source}, {side} split: {error}") from None
 
 
 def windows_for_split(windows: WindowSplit, which: str) -> WindowDataset:
