@@ -526,16 +526,26 @@ def _train(
             if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == last_step):
                 if context.is_main:
                     extra = {"last_eval": result.evals[-1] if result.evals else None}
-                    save_checkpoint(
-                        checkpoint_dir,
-                        policy,
-                        config,
-                        optimizer,
-                        scheduler,
-                        step=done,
-                        rng=capture_rng_state(),
-                        extra=extra,
-                    )
+                    try:
+                        save_checkpoint(
+                            checkpoint_dir,
+                            policy,
+                            config,
+                            optimizer,
+                            scheduler,
+                            step=done,
+                            rng=capture_rng_state(),
+                            extra=extra,
+                        )
+                    except OSError as error:  # e.g. the disk filled up during the run: say what is kept
+                        kept = (
+                            f"the last good checkpoint (step {last_saved_step}) is kept; resume with --resume"
+                            if last_saved_step is not None
+                            else "no earlier checkpoint exists"
+                        )
+                        raise CheckpointError(
+                            f"cannot write the checkpoint of step {done} to {checkpoint_dir}: {error}; {kept}"
+                        ) from error
                     result.checkpoint = checkpoint_dir
                 last_saved_step = done
             result.step = done
