@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import CheckpointError, DataError, InputError
 from rvperceiver.train.checkpoint import load_policy
 from rvperceiver.train.config import TrainConfig, to_dict
-from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, evaluate, train
+from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, evaluate, train
 from rvperceiver.train.stats_cache import StatsCache
 from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
@@ -89,13 +90,19 @@ def train_from_config(
             f"run directory {out_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to "
             f"start a new run over it"
         )
+    if out_dir is not None:
+        check_output_dir(out_dir, 0)  # an unusable out_dir fails here, before the data is read (space: in train)
+        if overwrite and not resume:
+            # The old run's checkpoint must go now: left in place until the new run's first save, a kill in
+            # between followed by --resume would silently continue the old run.
+            for name in (CHECKPOINT_DIRNAME, CHECKPOINT_DIRNAME + ".old", CHECKPOINT_DIRNAME + ".tmp"):
+                shutil.rmtree(out_dir / name, ignore_errors=True)
     windows = _load_split(config)
 
     choice: AdaptiveChoice | None = None
     if config.view_choice == "adaptive":
         if resume and out_dir is not None and (out_dir / VIEW_CHOICE_FILE).exists():
-            recorded = json.loads((out_dir / VIEW_CHOICE_FILE).read_text(encoding="utf-8"))
-            view = type(config.policy.view)(**recorded["view"])
+            view = _recorded_view(out_dir / VIEW_CHOICE_FILE, type(config.policy.view))
         else:
             current = config.policy.view
             choice = choose_view_for_windows(windows.train, current.token_mode, current.patch_size)
@@ -119,6 +126,17 @@ def train_from_config(
     return train(
         config, windows.train, windows.valid, out_dir=out_dir, resume=resume, progress=progress, stats_cache=cache
     )
+
+
+def _recorded_view(path: Path, view_type: type) -> Any:
+    """The view an adaptive run chose, as recorded in its run directory (a resume must keep it)."""
+    try:
+        return view_type(**json.loads(path.read_text(encoding="utf-8"))["view"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"{path} cannot be read back ({type(error).__name__}: {error}); it records the adaptive view this run "
+            "chose, so the run cannot be resumed without it"
+        ) from None
 
 
 def _checkpoint_windows(
