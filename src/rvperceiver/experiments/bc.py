@@ -297,13 +297,16 @@ def run_bc_study(
     out_dir: str | os.PathLike[str] = "results/bc",
     seeds: Sequence[int] | None = None,
     *,
+    work_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the behaviour-cloning comparison and write ``results.json`` and ``report.md`` in ``out_dir``.
 
-    Heavy intermediate files (demos, run directories with checkpoints) go under ``out_dir/work``; the small
-    outputs worth keeping (results, report, rollout strips) sit at the top of ``out_dir``. Existing demo files
-    are reused when they were made with the same settings. Returns the results (as written to JSON).
+    Heavy intermediate files (demos, run directories with checkpoints) go under ``work_dir`` (default
+    ``out_dir/work``); the small outputs worth keeping (results, report, rollout strips) sit at the top of
+    ``out_dir``. Existing demo files are reused when they were made with the same settings. Paths are made
+    absolute first, so nothing breaks if the working directory changes during the hour-long run. Returns the
+    results (as written to JSON).
     """
     prof = get_bc_profile(profile) if isinstance(profile, str) else profile
     run_seeds = tuple(int(s) for s in (seeds if seeds is not None else prof.seeds))
@@ -311,8 +314,9 @@ def run_bc_study(
         raise ConfigError("bc study: seeds is empty; give at least one training seed")
     if prof.torch_threads is not None:
         torch.set_num_threads(prof.torch_threads)
-    out = Path(out_dir)
-    work = out / "work"
+    shown_out = Path(out_dir)
+    out = shown_out.resolve()
+    work = Path(work_dir).resolve() if work_dir is not None else out / "work"
     strips = out / "strips"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -434,7 +438,7 @@ def run_bc_study(
         "study": "bc",
         "profile": dataclasses.asdict(prof),
         "seeds": list(run_seeds),
-        "command": f"rvperceiver experiment bc --profile {prof.name} --out {out}",
+        "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "data": data_info,
@@ -609,12 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
     parser.add_argument("--out", default="results/bc")
-    parser.add_argument("--clean-work", action="store_true", help="delete OUT/work (demos, checkpoints) at the end")
+    parser.add_argument("--work", default=None, help="directory for demos and checkpoints (default: OUT/work)")
+    parser.add_argument("--clean-work", action="store_true", help="delete the work directory at the end")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    run_bc_study(args.profile, args.out, seeds, progress=True)
+    run_bc_study(args.profile, args.out, seeds, work_dir=args.work, progress=True)
     if args.clean_work:
-        shutil.rmtree(Path(args.out) / "work", ignore_errors=True)
+        shutil.rmtree(Path(args.work) if args.work else Path(args.out) / "work", ignore_errors=True)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
     return 0
 
