@@ -236,9 +236,16 @@ def _format_path(info: Mapping[str, Any], template_key: str, root: Path, **field
     if not isinstance(template, str):
         raise DataError(f"{root / 'meta/info.json'}: '{template_key}' template missing (got {template!r})")
     try:
-        return template.format(**{k: int(v) if k != "video_key" else v for k, v in fields.items()})
+        relative = template.format(**{k: int(v) if k != "video_key" else v for k, v in fields.items()})
     except (KeyError, IndexError, ValueError, TypeError) as error:
         raise DataError(f"{root / 'meta/info.json'}: cannot fill template {template!r} ({error})") from error
+    # The templates come from the dataset itself: they must not point the reader outside the dataset directory.
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise DataError(
+            f"{root / 'meta/info.json'}: '{template_key}' template {template!r} gives {relative!r}, which leaves the "
+            "dataset directory; expected a path relative to it"
+        )
+    return relative
 
 
 def _read_parquet(path: Path) -> pa.Table:
