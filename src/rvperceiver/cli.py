@@ -163,6 +163,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise RVPerceiverError(f"output directory {out} is not empty; pass --overwrite to write into it")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    if args.name == "bc":
+        from rvperceiver.experiments.bc import run_bc_study
+
+        run_bc_study(args.profile, out, seeds)
+        return 0
     main_experiment(args.name, args.profile, out, seeds)
     return 0
 
@@ -254,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_sim_eval)
 
-    p = sub.add_parser("experiment", help="the seed's studies: tiny-difference, frequency-shift, theory")
-    p.add_argument("name", choices=("tiny-difference", "frequency-shift", "theory"))
+    p = sub.add_parser("experiment", help="the seed's studies (tiny-difference, frequency-shift, theory) and the "
+                       "Reacher behaviour-cloning comparison (bc)")
+    p.add_argument("name", choices=("tiny-difference", "frequency-shift", "theory", "bc"))
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     p.add_argument("--out", required=True, help="directory for results.json, report.md and plots")
