@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -148,3 +150,25 @@ def test_resume_survives_a_metrics_line_torn_by_the_kill(tmp_path: Path) -> None
     assert result.step == 4
     records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_kill_resume_benchmark_short_form(tmp_path: Path) -> None:
+    """Three real kill -9s of a CLI training run, resumed each time: nothing lost, final weights bit-identical."""
+    out = tmp_path / "kill_resume.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_resume.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--kills", "3", "--out", str(out), "--seed", "0", "--workdir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["kills"] == 3
+    assert result["survived"] is True
+    assert result["unreadable_checkpoints"] == 0 and result["step_regressions"] == 0
+    assert result["bit_identical"] is True
+    assert result["training_state_identical"] is True and result["metrics_identical"] is True
+    assert result["final_step"] == result["steps"]
+    assert len(result["attempts"]) == 3 and all(a["error"] is None for a in result["attempts"])
