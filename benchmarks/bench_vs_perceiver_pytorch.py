@@ -70,6 +70,9 @@ def _variant(variant: dict[str, Any] | Variant) -> Variant:
     return variant if isinstance(variant, Variant) else Variant(**variant)
 
 
+CROSS_CHUNK = 4  # examples per checkpointed chunk in the `checkpoint_cross_chunks` ablation
+
+
 def _data(grid: tuple[int, ...], batch: int, shape: ModelShape, device: str, seed: int) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randn(batch, math.prod(grid), 1, generator=generator).to(device)
@@ -82,8 +85,10 @@ def build_ours(
     max_freq: float, seed: int = 0, ablation: str = "none",
 ) -> tuple[torch.nn.Module, Any]:
     """Our model and its train step. `ablation` tries a change without touching the model's code:
-    `math_sdpa` (SDPA's math backend instead of the CPU flash kernel) or `checkpoint_cross` (recompute the first
-    cross-attend, whose keys/values are the only [B, N, 2D] activations, in the backward pass)."""
+    `math_sdpa` (SDPA's math backend instead of the CPU flash kernel), `checkpoint_cross` (recompute the first
+    cross-attend, whose keys/values are the only [B, N, 2D] activations, in the backward pass) or
+    `checkpoint_cross_chunks` (the same, one checkpoint per `CROSS_CHUNK` examples, so the backward materialises
+    keys, values and their gradients for one chunk at a time)."""
     shape, variant = _shape(shape), _variant(variant)
     torch.manual_seed(seed)
     model = PerceiverIO(our_config(shape, max_freq), 1, tuple(grid)).to(variant.device)
@@ -101,6 +106,18 @@ def build_ours(
         layer = model.encoder.first_cross_attend
         plain = layer.forward
         layer.forward = lambda *args: checkpoint(plain, *args, use_reentrant=False)  # type: ignore[method-assign]
+    elif ablation == "checkpoint_cross_chunks":
+        from torch.utils.checkpoint import checkpoint
+
+        layer = model.encoder.first_cross_attend
+        plain = layer.forward
+
+        def chunked(query: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+            parts = [checkpoint(plain, query, part, positions, use_reentrant=False)
+                     for part in tokens.split(CROSS_CHUNK)]
+            return torch.cat(parts)
+
+        layer.forward = chunked  # type: ignore[method-assign]
     elif ablation != "none":
         raise ValueError(f"unknown ablation {ablation!r}")
     return model, make_train_step(model, forward, tokens, targets, variant)
@@ -209,22 +226,26 @@ def run_case(
     return result
 
 
-ABLATIONS = ("none", "math_sdpa", "checkpoint_cross")
+ABLATIONS = ("none", "math_sdpa", "checkpoint_cross", "checkpoint_cross_chunks")
 
 
-def run_ablations(mode: Mode, variant: Variant, threads: int = 2) -> dict[str, Any]:
+def run_ablations(
+    mode: Mode, variant: Variant, threads: int = 2, ablations: tuple[str, ...] = ABLATIONS
+) -> dict[str, Any]:
     """Our step in the seed layout with each `ABLATIONS` change, timed in alternation; memory in fresh children.
 
     These are measurements for the model's owner (candidate changes), not part of the headline comparison.
     """
     tokens = mode.tokens
-    steps = {a: build_ours([tokens], mode.batch, mode.model, variant, float(tokens), ablation=a)[1] for a in ABLATIONS}
+    if ablations[0] != "none":
+        ablations = ("none", *ablations)
+    steps = {a: build_ours([tokens], mode.batch, mode.model, variant, float(tokens), ablation=a)[1] for a in ablations}
     times = time_alternating(steps, mode.warmup, mode.reps, variant.device)
     del steps
     rows, out = [], {}
     base_time = median(times["none"])
     base_peak = None
-    for a in ABLATIONS:
+    for a in ablations:
         kwargs = {"grid": [tokens], "batch": mode.batch, "shape": mode.model.__dict__, "variant": variant.__dict__,
                   "max_freq": float(tokens), "ablation": a}
         peak = measure_step_memory("benchmarks.bench_vs_perceiver_pytorch:build_ours_step", kwargs,
@@ -288,13 +309,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the result dict as JSON here")
-    parser.add_argument("--ablations", action="store_true", help="only the candidate model changes")
+    parser.add_argument("--ablations", nargs="?", const=",".join(ABLATIONS), default=None,
+                        help=f"only the candidate model changes (comma list; default all of {', '.join(ABLATIONS)})")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     mode = MODES[args.mode]
     variants = variants_for(pick_device(args.device))
     if args.ablations:
-        results: list[Any] = [run_ablations(mode, variant, args.threads) for variant in variants]
+        chosen = tuple(a.strip() for a in args.ablations.split(",") if a.strip())
+        unknown = sorted(set(chosen) - set(ABLATIONS))
+        if unknown:
+            parser.error(f"--ablations: unknown {unknown}; choose from {list(ABLATIONS)}")
+        results: list[Any] = [run_ablations(mode, variant, args.threads, chosen) for variant in variants]
     else:
         results = [run(mode, variant, args.threads) for variant in variants]
     if args.out:

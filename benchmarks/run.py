@@ -1,6 +1,6 @@
 """Run every benchmark, print their tables and write one JSON file with the headline ratios and the machine.
 
-    python benchmarks/run.py [--quick | --smoke] [--device auto|cpu|cuda] [--threads 2] --out FILE.json
+    python benchmarks/run.py [--quick | --smoke] [--device auto|cpu|cuda] [--threads 2] [--ablations] --out FILE.json
 
 Modes: full (default; tens of minutes on 2 CPU cores), `--quick` (the same sizes with fewer repetitions; under
 5 minutes on 2 cores), `--smoke` (tiny sizes; checks that everything runs, its numbers mean nothing).
@@ -55,7 +55,7 @@ def _goal_report(headline: dict[str, float]) -> dict[str, dict[str, Any]]:
     return report
 
 
-def run_all(mode_name: str, device: str, threads: int) -> dict[str, Any]:
+def run_all(mode_name: str, device: str, threads: int, ablations: bool = False) -> dict[str, Any]:
     mode = MODES[mode_name]
     torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -69,6 +69,10 @@ def run_all(mode_name: str, device: str, threads: int) -> dict[str, Any]:
         result["variants"][variant.label] = {
             "vs_perceiver_pytorch": versus, "scaling": scaling, "preprocess": preprocess, "flops": flops,
         }
+        if ablations:
+            result["variants"][variant.label]["candidate_changes"] = bench_vs_perceiver_pytorch.run_ablations(
+                mode, variant, threads
+            )
     sim = bench_sim.run(mode, image_size=mode.frame[0])
     episodes = sim.pop("_episodes")
     first = next(iter(result["variants"].values()))
@@ -104,9 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also time candidate model changes (bench_vs_perceiver_pytorch.ABLATIONS)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    result = run_all(mode, pick_device(args.device), args.threads)
+    result = run_all(mode, pick_device(args.device), args.threads, args.ablations)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
