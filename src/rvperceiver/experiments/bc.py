@@ -55,6 +55,8 @@ CNN_VIEW: dict[str, Any] = {"token_mode": "pixel", "transform": "identity", "pre
 
 # The learned models in the order of the table; "spectral_adaptive" is resolved to one of the forced views.
 MODELS: tuple[str, ...] = ("raw_perceiver", "spectral_adaptive", "spectral_fourier", "cnn")
+# Training order: cheapest first, so a run cut short still has results (results.json is rewritten after each).
+TRAIN_ORDER: tuple[str, ...] = ("cnn", "spectral_fourier", "raw_perceiver")
 MODEL_LABELS = {
     "expert": "scripted expert (DLS IK + PD)",
     "mean_trajectory": "mean-trajectory predictor",
@@ -108,11 +110,12 @@ PROFILES: dict[str, BCProfile] = {
         n_test_demos=20,
         t_obs=2,
         t_pred=8,
-        steps=400,
+        steps=300,
         batch_size=16,
         seeds=(0,),
         # Much smaller than the default 64 x 128 Perceiver so that two runs fit on 2 shared CPU cores: with 64
-        # latent channels a step took 2.4 s under the load measured on 2026-11-26 (600 steps = 24 min per run).
+        # latent channels a step took 2.4 s under the load measured on 2026-11-26 (600 steps = 24 min per run),
+        # and 3 s with 32 channels once the load reached 7 (hence 300 steps).
         perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
         cnn={},
         torch_threads=2,
@@ -379,10 +382,30 @@ def run_bc_study(
 
     # 4. The learned models, each seed, sequentially (parallel runs only fight over the cores).
     runs: list[dict[str, Any]] = []
+    results = {
+        "study": "bc",
+        "complete": False,
+        "profile": dataclasses.asdict(prof),
+        "seeds": list(run_seeds),
+        "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "data": data_info,
+        "closed_loop_settings": settings,
+        "adaptive_choice": adaptive,
+        "references": references,
+        "runs": runs,
+    }
+
+    def write(complete: bool) -> None:
+        results["complete"] = complete
+        results["summary"] = _summarise(references, runs)
+        results["wall_time_s"] = time.perf_counter() - started
+        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_json_default) + "\n")
+        atomic_write_text(out / "report.md", render_report(results))
+
     for seed in run_seeds:
-        for model in MODELS:
-            if model == "spectral_adaptive":
-                continue  # filled in from the run it is identical to, below
+        for model in TRAIN_ORDER:
             run_dir = work / "runs" / f"{model}_seed{seed}"
             config = _model_config(model, prof, train_path, seed, run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -396,7 +419,6 @@ def run_bc_study(
             log(f"  trained in {train_wall:.0f} s; scoring")
             t1 = time.perf_counter()
             valid_metrics = evaluate(policy, windows.valid, dataclasses.replace(config, eval_batches=0))
-            valid_scores = _offline_scores(policy, windows.valid, prof.batch_size) if windows.valid else None
             test_scores = _offline_scores(policy, test_set, prof.batch_size)
             strip = strips / f"{model}_seed{seed}.png" if seed == run_seeds[0] else None
             closed = _closed_loop(policy, prof, train_seeds, render_scale, False, strip)
@@ -417,7 +439,7 @@ def run_bc_study(
                     "eval_wall_s": time.perf_counter() - t1,
                     "train_loss_first": float(np.mean(losses[: max(1, len(losses) // 20)])) if losses else None,
                     "train_loss_last": float(np.mean(losses[-max(1, len(losses) // 20):])) if losses else None,
-                    "valid": {**(valid_metrics.to_dict() if valid_metrics else {}), **({"ee_error_m": valid_scores["ee_error_m"]} if valid_scores else {})},
+                    "valid": valid_metrics.to_dict() if valid_metrics else {},
                     "test": test_scores,
                     "closed_loop": _closed_loop_summary(closed),
                     "strip": str(strip.relative_to(out)) if strip is not None and strip.exists() else None,
@@ -427,30 +449,15 @@ def run_bc_study(
                 f"  {model} seed {seed}: success {closed['success_rate']:.2f}, valid NMSE "
                 f"{runs[-1]['valid'].get('nmse', float('nan')):.3f} [{runs[-1]['valid'].get('verdict')}]"
             )
-        same = next(r for r in runs if r["model"] == adaptive_model and r["seed"] == seed)
-        runs.append({**same, "model": "spectral_adaptive", "same_run_as": adaptive_model})
+            if model == adaptive_model:
+                runs.append({**runs[-1], "model": "spectral_adaptive", "same_run_as": adaptive_model})
+            write(complete=False)
         adaptive_dir = work / "runs" / f"spectral_adaptive_seed{seed}"
         adaptive_dir.mkdir(parents=True, exist_ok=True)
         record = {k: adaptive[k] for k in ("chosen", "statistics", "reason", "view", "same_run_as")}
         atomic_write_text(adaptive_dir / VIEW_CHOICE_FILE, json.dumps(record, indent=2) + "\n")
 
-    results = {
-        "study": "bc",
-        "profile": dataclasses.asdict(prof),
-        "seeds": list(run_seeds),
-        "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
-        "data": data_info,
-        "closed_loop_settings": settings,
-        "adaptive_choice": adaptive,
-        "references": references,
-        "runs": runs,
-        "summary": _summarise(references, runs),
-        "wall_time_s": time.perf_counter() - started,
-    }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_json_default) + "\n")
-    atomic_write_text(out / "report.md", render_report(results))
+    write(complete=True)
     log(f"done in {results['wall_time_s']:.0f} s: {out / 'report.md'}")
     return results
 
@@ -542,6 +549,11 @@ def render_report(results: dict[str, Any]) -> str:
     lines = [
         "# Behaviour cloning on Reacher-v5 from 64×64 top-down frames",
         "",
+        *(
+            []
+            if results.get("complete", True)
+            else ["**Incomplete: the study was still running (or was stopped) when this was written.**", ""]
+        ),
         f"Profile `{prof['name']}`: {prof['n_demos']} expert demos (env seeds {prof['demo_seed']}–"
         f"{prof['demo_seed'] + prof['n_demos'] - 1}, {results['data']['train_windows']} training windows, "
         f"{results['data']['valid_windows']} validation windows), t_obs = {prof['t_obs']}, t_pred = {prof['t_pred']}; "
