@@ -84,7 +84,7 @@ def test_wrong_type_names_key_expected_type_and_value(tmp_path: Path) -> None:
         ("steps=0", "steps must be a positive integer"),
         ("batch_size=-4", "batch_size must be a positive integer"),
         ("data.valid_fraction=1.5", r"data\.valid_fraction must be in \[0, 1\)"),
-        ("optim.lr=0", r"optim\.lr must be a positive number"),
+        ("optim.lr=0", r"optim\.lr must be a number in \(0, 10\]"),
         ("optim.betas=[0.9,1.0]", r"optim\.betas must be two numbers in \[0, 1\)"),
         ("optim.name=sgd", r"optim\.name must be one of \['adam', 'adamw'\]"),
         ("device=gpu", "device must be auto, cpu"),
@@ -165,3 +165,11 @@ def test_json_round_trip() -> None:
 def test_error_names_the_override_that_set_the_bad_value() -> None:
     with pytest.raises(ConfigError, match=r"optim\.lr must be a number.*set by override 'optim\.lr=fast'"):
         load_config(CONFIGS / "tiny.yaml", ["steps=3", "optim.lr=fast"])
+
+
+def test_absurd_learning_rate_is_a_config_error_not_an_optimizer_crash() -> None:
+    from rvperceiver.errors import ConfigError
+    from rvperceiver.train.config import load_config
+
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        load_config(None, ["optim.lr=1e39"])
