@@ -55,6 +55,18 @@ def _goal_report(headline: dict[str, float]) -> dict[str, dict[str, Any]]:
     return report
 
 
+def json_safe(value: Any) -> Any:
+    """NaN/inf (a measurement that was skipped, e.g. memory at a size the quick mode leaves out) become null, so
+    the file is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def run_all(mode_name: str, device: str, threads: int, ablations: bool = False) -> dict[str, Any]:
     mode = MODES[mode_name]
     torch.set_num_threads(threads)
@@ -115,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_all(mode, pick_device(args.device), args.threads, args.ablations)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     print(f"\n## Summary ({mode}, {result['headline_variant']}, {result['wall_s']:.0f} s)")
     for key, goal in result["goals"].items():
         sign = "≥" if goal["direction"] == "min" else "≤"
