@@ -49,6 +49,8 @@ def test_default_config_matches_the_interface() -> None:
         ("kv_norm", "both", "kv_norm"),
         ("max_freq", 0.0, "max_freq"),
         ("init_scale", float("nan"), "init_scale"),
+        ("cross_attend_chunk", 0, "cross_attend_chunk"),
+        ("cross_attend_chunk", 2.0, "cross_attend_chunk"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field: str, value: object, match: str) -> None:
@@ -282,3 +284,58 @@ def test_no_cache_while_autograd_is_on_in_eval_mode() -> None:
     assert model.encoder.first_cross_attend.key_values._position_cache is None
     out.sum().backward()
     assert model.encoder.first_cross_attend.key_values.proj.weight.grad is not None
+
+
+# -- chunked, checkpointed cross-attend ------------------------------------------------------------------------------
+
+
+def _outputs_and_gradients(config: PerceiverConfig, tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    torch.manual_seed(0)
+    model = PerceiverIO(config, tokens.shape[-1], (2, 3, 4))
+    model.train()
+    out = model(tokens)
+    out.square().sum().backward()
+    return out.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("kv_norm", ["joint", "values"])
+@pytest.mark.parametrize("chunk", [1, 2, 4])
+def test_chunked_cross_attend_gives_the_same_outputs_and_gradients(kv_norm: str, chunk: int) -> None:
+    # 5 examples: chunks of 2 and 4 leave a ragged last chunk; 2 cross-attends: the repeated one's query is [B, L, D].
+    tokens = torch.randn(5, 24, 3, generator=torch.Generator().manual_seed(1))
+    plain_out, plain_grads = _outputs_and_gradients(tiny(kv_norm=kv_norm, num_cross_attends=2), tokens)
+    chunk_out, chunk_grads = _outputs_and_gradients(
+        tiny(kv_norm=kv_norm, num_cross_attends=2, cross_attend_chunk=chunk), tokens
+    )
+    # Equal to 1e-6 relative to each tensor's scale: summing per-chunk gradients rounds in a different order, so
+    # float32 gradients of magnitude ~40 differ in the last bits (~2e-7 relative), never more.
+    torch.testing.assert_close(chunk_out, plain_out, rtol=1e-6, atol=1e-6 * plain_out.abs().max().item())
+    assert chunk_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        scale = grad.abs().max().item()
+        torch.testing.assert_close(chunk_grads[name], grad, rtol=1e-6, atol=1e-6 * scale, msg=name)
+
+
+def test_chunked_cross_attend_checkpoints_only_in_training_with_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rvperceiver.model.perceiver as perceiver_module
+
+    calls: list[int] = []
+    real_checkpoint = perceiver_module.checkpoint
+
+    def counting_checkpoint(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return real_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(perceiver_module, "checkpoint", counting_checkpoint)
+    model = PerceiverIO(tiny(cross_attend_chunk=2), 1, (2, 3, 4))
+    tokens = torch.randn(5, 24, 1)
+    model.train()
+    model(tokens)
+    assert len(calls) == 3  # chunks of 2, 2, 1
+    calls.clear()
+    model(tokens[:2])  # one chunk would save nothing: plain path
+    with torch.no_grad():
+        model(tokens)
+    model.eval()
+    model(tokens)
+    assert calls == []

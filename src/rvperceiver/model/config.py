@@ -58,6 +58,13 @@ class PerceiverConfig:
     would output a constant) and passes the position features through unnormalised. Both run at the same cost:
     the position features' share of the key/value projection is computed once per forward, not per example
     (see `perceiver.InputKeyValues`).
+
+    `cross_attend_chunk` (None = off) trades time for memory on long inputs: when set, in training with autograd
+    on, every encoder cross-attend runs under activation checkpointing over chunks of that many examples. Its
+    `[B, N, D]` keys and values are then never kept for the backward pass; the backward rebuilds them one chunk at
+    a time, so the peak holds keys, values and their gradients for `cross_attend_chunk` examples instead of B.
+    Outputs and gradients equal the unchunked path (up to float rounding); the price is one more key/value
+    projection and cross-attention forward per step (see BENCHMARKS.md for the measured cost).
     """
 
     num_latents: int = 64
@@ -77,6 +84,7 @@ class PerceiverConfig:
     init_scale: float = 0.02
     output_steps: int = 8
     output_channels: int = 3
+    cross_attend_chunk: int | None = None
 
     def __post_init__(self) -> None:
         owner = "PerceiverConfig"
@@ -97,6 +105,8 @@ class PerceiverConfig:
             _require_positive_int(owner, name, getattr(self, name))
         _require_divides(owner, "cross_heads", self.cross_heads, "latent_channels", self.latent_channels)
         _require_divides(owner, "self_heads", self.self_heads, "latent_channels", self.latent_channels)
+        if self.cross_attend_chunk is not None:
+            _require_positive_int(owner, "cross_attend_chunk", self.cross_attend_chunk)
         _require_choice(owner, "position", self.position, POSITION_KINDS)
         _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
         dropout = self.dropout

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from rvperceiver.errors import ConfigError, InputError
 from rvperceiver.model.attention import (
@@ -228,12 +229,37 @@ class PerceiverEncoder(nn.Module):
             latents = self.latent_block(latents)
         return latents
 
+    def _cross_attend(
+        self, layer: CrossAttentionLayer, query: Tensor, tokens: Tensor, positions: Tensor | None
+    ) -> Tensor:
+        """One cross-attend; checkpointed per chunk of `config.cross_attend_chunk` examples when that is set.
+
+        Only in training with autograd on, and only when the batch is larger than a chunk: checkpointing the whole
+        batch as one piece saves nothing, because the backward pass rebuilds the `[B, N, D]` keys and values and
+        needs their gradients at the same moment anyway. Split by examples, the backward holds one chunk's worth.
+        A query of shape `[L, D]` (the learned latents) is shared by every chunk; `[B, L, D]` is split with the
+        tokens. `checkpoint` (non-reentrant) replays the RNG state, so dropout masks match between the forward
+        and its recomputation.
+        """
+        chunk = self.config.cross_attend_chunk
+        batch = tokens.shape[0]
+        if chunk is None or batch <= chunk or not (self.training and torch.is_grad_enabled()):
+            return layer(query, tokens, positions)
+        token_chunks = tokens.split(chunk)
+        query_chunks = query.split(chunk) if query.dim() == 3 else (query,) * len(token_chunks)
+        parts = [
+            checkpoint(layer, query_part, token_part, positions, use_reentrant=False)
+            for query_part, token_part in zip(query_chunks, token_chunks)
+        ]
+        return torch.cat(parts)
+
     def forward(self, tokens: Tensor) -> Tensor:
         positions = self.positions()
-        latents = self._latent_transformer(self.first_cross_attend(self.latents, tokens, positions))
+        latents = self._cross_attend(self.first_cross_attend, self.latents, tokens, positions)
+        latents = self._latent_transformer(latents)
         for _ in range(self.config.num_cross_attends - 1):
             assert self.repeated_cross_attend is not None
-            latents = self._latent_transformer(self.repeated_cross_attend(latents, tokens, positions))
+            latents = self._latent_transformer(self._cross_attend(self.repeated_cross_attend, latents, tokens, positions))
         return latents
 
     def first_attention_weights(self, tokens: Tensor) -> Tensor:
