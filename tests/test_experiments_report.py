@@ -76,6 +76,16 @@ def test_claims_fail_when_the_numbers_contradict_them() -> None:
     assert got["R5"] == "does not hold"
 
 
+def test_r5_fails_when_fourier_does_not_hurt_even_if_raw_is_picked() -> None:
+    records = seed_world()
+    for r in records:
+        if r["task"] == "frequency-shift" and r["view"] == "centre-fft":
+            r["test_nmse"] = 0.01
+    assert verdicts(records)["R5"] == "does not hold"
+    text = next(v.evidence for v in claim_verdicts(records) if v.claim == "R5")
+    assert "worse choice" in text
+
+
 def test_missing_data_is_inconclusive_not_a_pass() -> None:
     assert set(verdicts([]).values()) == {"inconclusive"}
     only_small = [r for r in seed_world() if r["n_tokens"] == 256]

@@ -20,6 +20,7 @@ def _load(out: Path) -> list[dict]:
     return json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_tiny_difference_end_to_end(tmp_path: Path) -> None:
     records = run_experiment("tiny-difference", "test", tmp_path)
     assert len(records) == len(get_profile("test").grid("tiny-difference"))
@@ -43,6 +44,7 @@ def test_tiny_difference_end_to_end(tmp_path: Path) -> None:
     assert list(tmp_path.glob("attention_tiny-difference-image_*.png"))
 
 
+@pytest.mark.slow
 def test_frequency_shift_and_theory_share_one_folder(tmp_path: Path) -> None:
     shift = run_experiment("frequency-shift", "test", tmp_path)
     assert {r["adaptive_chosen"] for r in shift if r["view"] == "adaptive"} == {"raw"}

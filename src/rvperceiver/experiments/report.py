@@ -15,7 +15,8 @@ Each verdict is a rule applied to the numbers, quoted in the line, so a reader c
   N both exceed 0.5; else inconclusive.
 * R5 "on frequency shift the Fourier view hurts and the adaptive choice picks raw" (fixed phase, β1 = 0.9):
   hurts = at every N the best Fourier view's mean NMSE exceeds the best raw view's by more than 0.05;
-  holds when it hurts and every adaptive choice was raw; does not hold when neither; else inconclusive.
+  holds when it hurts and every adaptive choice was raw; does not hold when the Fourier view hurts at no N
+  (whatever the choice: the claim is a conjunction); else inconclusive.
 """
 
 from __future__ import annotations
@@ -186,14 +187,20 @@ def _r5(runs: list[dict[str, Any]]) -> ClaimVerdict:
         )
     choices = [r["adaptive_chosen"] for r in chosen if r.get("adaptive_chosen")]
     picks_raw = bool(choices) and all(c == "raw" for c in choices)
-    picks_fourier = bool(choices) and not any(c == "raw" for c in choices)
     if not hurts_at or not choices:
         return ClaimVerdict("R5", statement, "inconclusive", "needs raw and Fourier runs and an adaptive choice")
     hurts = all(hurts_at)
     never_hurts = not any(hurts_at)
     ratios = sorted({(r["n_tokens"], _fmt(r['adaptive_statistics'].get('raw')), _fmt(r['adaptive_statistics'].get('fourier'))) for r in chosen if r.get("adaptive_statistics")})
     evidence = "; ".join(parts) + f"; adaptive chose {sorted(set(choices))} (participation ratio raw/fourier by N: {ratios})"
-    status = "holds" if hurts and picks_raw else "does not hold" if never_hurts and picks_fourier else "inconclusive"
+    if hurts and picks_raw:
+        status = "holds"
+    elif never_hurts:
+        status = "does not hold"
+        if picks_raw:
+            evidence += " — the Fourier view did not hurt at any N, so picking raw was the worse choice here"
+    else:
+        status = "inconclusive"
     return ClaimVerdict("R5", statement, status, evidence)
 
 

@@ -259,10 +259,12 @@ def run_experiment(
     out_dir: str | Path = "experiment-results",
     seeds: list[int] | tuple[int, ...] | None = None,
     device: str = "cpu",
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one experiment (``tiny-difference``, ``frequency-shift`` or ``theory``) and write its outputs.
 
     Returns this experiment's records (``results.json`` may also hold other experiments' records).
+    ``progress`` prints one line per finished run.
     """
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment {name!r}: expected one of {', '.join(EXPERIMENTS)}")
@@ -279,6 +281,7 @@ def run_experiment(
     grid = prof.grid(name)
     records: list[dict[str, Any]] = []
     datasets = sorted({(spec.task, spec.n_tokens) for spec in grid}, key=lambda tn: (tn[1], tn[0]))
+    total = len(grid) * len(run_seeds)
     for seed in run_seeds:
         for task_name, n_tokens in datasets:
             task = make_task(task_name, n_tokens, seed, prof.num_train, prof.num_test)
@@ -287,6 +290,13 @@ def run_experiment(
                 record, attention = train_run(spec, seed, task, choice, prof, device)
                 record["experiment"] = name
                 records.append(record)
+                if progress:
+                    print(
+                        f"[{len(records)}/{total}] {spec.task} N={spec.n_tokens} {spec.view} β1={spec.beta1} "
+                        f"seed {seed}: test NMSE {record['test_nmse']:.3f} ({record['verdict']}), "
+                        f"{record['wall_time_s']:.1f} s",
+                        flush=True,
+                    )
                 if task_name == "tiny-difference-image":
                     _plot_image_attention(out, task, record, attention)
     _write_outputs(out, name, prof, run_seeds, records)
@@ -313,7 +323,7 @@ def main_experiment(
 ) -> int:
     """CLI entry: run, then print where the outputs are and the claim verdicts. Returns an exit code."""
     started = time.perf_counter()
-    run_experiment(name, profile, out, seeds, device)
+    run_experiment(name, profile, out, seeds, device, progress=True)
     out_path = Path(out)
     records = json.loads((out_path / "results.json").read_text())
     print(f"{name} ({profile}) finished in {time.perf_counter() - started:.1f} s; results in {out_path}/")
