@@ -29,7 +29,8 @@ from rvperceiver.train.config import (
     to_yaml,
 )
 from rvperceiver.train.distributed import DistributedContext, StreamBatchSampler, init_distributed
-from rvperceiver.train.loop import CollapseWarning, TrainResult, evaluate, lr_factor, train
+from rvperceiver.train.evaluate import evaluate
+from rvperceiver.train.loop import CollapseWarning, TrainResult, lr_factor, train
 from rvperceiver.train.metrics import EvalMetrics, MetricAccumulator, collapse_verdict, nmse, spread_ratio
 from rvperceiver.train.stats_cache import StatsCache
 

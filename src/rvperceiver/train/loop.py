@@ -18,8 +18,6 @@ disk is left as it was.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import random
 import shutil
@@ -34,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from rvperceiver.errors import CheckpointError, ConfigError, InputError, NonFiniteError
 from rvperceiver.train.checkpoint import (
@@ -50,16 +48,15 @@ from rvperceiver.train.distributed import (
     DistributedContext,
     StreamBatchSampler,
     all_reduce_mean,
-    all_reduce_sum,
     init_distributed,
     shutdown_distributed,
 )
-from rvperceiver.train.metrics import EvalMetrics, MetricAccumulator
+from rvperceiver.train.evaluate import autocast_for, evaluate
+from rvperceiver.train.metrics import EvalMetrics
+from rvperceiver.train.metrics_log import MetricsLog
 from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
-from rvperceiver.utils import atomic_write_text
 
 CHECKPOINT_DIRNAME = "checkpoint"
-METRICS_FILENAME = "metrics.jsonl"
 
 
 class CollapseWarning(UserWarning):
@@ -180,111 +177,6 @@ def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int
         "split_seed": data.split_seed,
         "train_examples": train_size,
     }
-
-
-def _parse_record(line: str) -> dict[str, Any] | None:
-    """One metrics.jsonl line as a dict; None for a blank or torn line."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-class MetricsLog:
-    """Append-only JSONL metrics file plus optional TensorBoard; a no-op where nothing should be written."""
-
-    def __init__(self, out_dir: Path | None, tensorboard: bool, resume_step: int | None) -> None:
-        self.path = out_dir / METRICS_FILENAME if out_dir is not None else None
-        self.writer = None
-        if self.path is None:
-            return
-        if resume_step is not None and self.path.exists():
-            # Drop lines a crashed run wrote after its last checkpoint: they are about to be redone. A line cut
-            # short by the crash (or a full disk) is dropped too. Rewritten atomically: a kill during the rewrite
-            # must not cost the history.
-            kept = [
-                line
-                for line in self.path.read_text(encoding="utf-8").splitlines()
-                if (record := _parse_record(line)) is not None and record.get("step", 0) <= resume_step
-            ]
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-        elif resume_step is None:
-            self.path.write_text("", encoding="utf-8")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-            except Exception as error:  # TensorBoard is a convenience; never let it stop a run
-                warnings.warn(f"TensorBoard logging disabled: {error}", stacklevel=2)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            kind = record.get("kind", "train")
-            for key, value in record.items():
-                if key not in ("step", "kind") and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(f"{kind}/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-@torch.no_grad()
-def evaluate(
-    policy: nn.Module,
-    dataset: Dataset | None,
-    config: TrainConfig,
-    context: DistributedContext | None = None,
-) -> EvalMetrics | None:
-    """Validation metrics of ``policy`` on the first ``eval_batches × batch_size`` examples (0 = all).
-
-    In a distributed run the examples are split over the processes and the metric sums all-reduced, so every
-    process gets the metrics of the same examples a single process would use. None for an empty/absent set.
-    """
-    context = context or DistributedContext()
-    if dataset is None or len(dataset) == 0:  # type: ignore[arg-type]
-        return None
-    size = len(dataset)  # type: ignore[arg-type]
-    limit = size if config.eval_batches == 0 else min(size, config.eval_batches * config.batch_size)
-    local = Subset(dataset, list(range(context.rank, limit, context.world_size)))
-    loader = DataLoader(
-        local,
-        batch_size=max(1, config.batch_size // context.world_size),
-        shuffle=False,
-        num_workers=config.num_workers,
-        generator=torch.Generator().manual_seed(0),  # leaves the global RNG untouched
-    )
-    device = next(policy.parameters()).device
-    was_training = policy.training
-    policy.eval()
-    accumulator: MetricAccumulator | None = None
-    for x, y in loader:
-        x, y = x.to(device), y.to(device).float()
-        with _autocast(config, device):
-            prediction_norm = policy(x).float()
-        target_norm = policy.target_norm.normalize(y)
-        prediction = policy.target_norm.denormalize(prediction_norm)
-        if accumulator is None:
-            accumulator = MetricAccumulator(y[0].numel(), device=device)
-        accumulator.update(prediction, y, prediction_norm, target_norm)
-    if accumulator is None:  # this rank had no examples; still join the all-reduce
-        accumulator = MetricAccumulator(int(np.prod(policy.target_shape)), device=device)
-    all_reduce_sum(accumulator.state, context)
-    policy.train(was_training)
-    return accumulator.compute() if accumulator.count > 0 else None
-
-
-def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp`` is on; CPU runs stay float32 (and bit-reproducible)."""
-    if config.amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _fit_statistics(
@@ -456,7 +348,7 @@ def _train(
             # 5. One optimisation step.
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
-            with _autocast(config, device):
+            with autocast_for(config, device):
                 prediction = model(x)
             loss = F.mse_loss(prediction.float(), policy.target_norm.normalize(y))
             optimizer.zero_grad(set_to_none=True)

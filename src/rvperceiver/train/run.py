@@ -25,7 +25,8 @@ from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import CheckpointError, DataError, InputError
 from rvperceiver.train.checkpoint import load_policy
 from rvperceiver.train.config import TrainConfig, to_dict
-from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, evaluate, train
+from rvperceiver.train.evaluate import evaluate
+from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, train
 from rvperceiver.train.stats_cache import StatsCache
 from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
