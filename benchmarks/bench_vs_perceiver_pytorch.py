@@ -79,6 +79,8 @@ def _variant(variant: dict[str, Any] | Variant) -> Variant:
 ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
     "none": {},
     "cross_attend_chunk_4": {"cross_attend_chunk": 4},
+    "math_sdpa": {"attention_backend": "math"},
+    "math_sdpa_cross_only": {},  # + the encoder cross-attend's layer set to "math" after building (see build_ours)
 }
 ABLATIONS = tuple(ABLATION_OVERRIDES)
 
@@ -101,6 +103,8 @@ def build_ours(
     torch.manual_seed(seed)
     config = our_config(shape, max_freq, {**ABLATION_OVERRIDES[ablation], **(overrides or {})})
     model = PerceiverIO(config, 1, tuple(grid)).to(variant.device)
+    if ablation == "math_sdpa_cross_only":
+        model.encoder.first_cross_attend.backend = "math"
     tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed)
     return model, make_train_step(model, model, tokens, targets, variant)
 

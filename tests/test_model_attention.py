@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+import torch.nn.functional as F
 
+from rvperceiver.errors import ConfigError
 from rvperceiver.model.attention import (
     MLP,
     CrossAttentionLayer,
@@ -125,3 +128,45 @@ def test_dropout_only_acts_in_training_mode() -> None:
     assert torch.equal(layer(x), layer(x))
     layer.train()
     assert not torch.equal(layer(x), layer(x))
+
+
+# -- SDPA backend choice -------------------------------------------------------------------------------------------
+
+
+def _kernels_enabled_during_sdpa(monkeypatch: pytest.MonkeyPatch, backend: str) -> dict[str, bool]:
+    """Which SDPA kernels were allowed at the moment `multi_head_attention` called SDPA with `backend`."""
+    seen: dict[str, bool] = {}
+    real_sdpa = F.scaled_dot_product_attention
+
+    def recording_sdpa(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.update(math=torch.backends.cuda.math_sdp_enabled(), flash=torch.backends.cuda.flash_sdp_enabled())
+        return real_sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    q, k, v = torch.randn(2, 5, 8), torch.randn(2, 11, 8), torch.randn(2, 11, 8)
+    multi_head_attention(q, k, v, 2, backend=backend)
+    return seen
+
+
+def test_backend_choice_restricts_sdpa_to_that_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _kernels_enabled_during_sdpa(monkeypatch, "math") == {"math": True, "flash": False}
+    assert _kernels_enabled_during_sdpa(monkeypatch, "flash") == {"math": False, "flash": True}
+    assert _kernels_enabled_during_sdpa(monkeypatch, "auto") == {"math": True, "flash": True}
+    # The restriction ends with the call.
+    assert torch.backends.cuda.math_sdp_enabled() and torch.backends.cuda.flash_sdp_enabled()
+
+
+@pytest.mark.parametrize("backend", ["math", "flash"])
+def test_every_cpu_backend_computes_the_same_attention(backend: str) -> None:
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 5, 8), torch.randn(2, 11, 8), torch.randn(2, 11, 8)
+    expected = _manual_attention(q, k, v, 2)
+    assert torch.allclose(multi_head_attention(q, k, v, 2, backend=backend), expected, atol=1e-5)
+
+
+def test_a_kernel_missing_on_this_device_is_a_config_error() -> None:
+    q = torch.randn(2, 5, 8)
+    with pytest.raises(ConfigError, match="attention_backend='efficient'.*cpu"):
+        multi_head_attention(q, q, q, 2, backend="efficient")
+    with pytest.raises(ConfigError, match="'cudnn'"):
+        multi_head_attention(q, q, q, 2, backend="cudnn")

@@ -51,6 +51,7 @@ def test_default_config_matches_the_interface() -> None:
         ("init_scale", float("nan"), "init_scale"),
         ("cross_attend_chunk", 0, "cross_attend_chunk"),
         ("cross_attend_chunk", 2.0, "cross_attend_chunk"),
+        ("attention_backend", "cudnn", "attention_backend"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field: str, value: object, match: str) -> None:
@@ -339,3 +340,16 @@ def test_chunked_cross_attend_checkpoints_only_in_training_with_autograd(monkeyp
     model.eval()
     model(tokens)
     assert calls == []
+
+
+@pytest.mark.parametrize("backend", ["math", "flash"])
+def test_attention_backend_reaches_every_attention_and_keeps_the_outputs(backend: str) -> None:
+    tokens = torch.randn(2, 24, 1, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    reference = PerceiverIO(tiny(num_cross_attends=2), 1, (2, 3, 4))
+    torch.manual_seed(0)
+    model = PerceiverIO(tiny(num_cross_attends=2, attention_backend=backend), 1, (2, 3, 4))
+    layers = [m for m in model.modules() if hasattr(m, "backend")]
+    assert len(layers) == 2 + 2 + 1  # two cross-attends, two self-attention layers, the decoder's cross-attend
+    assert all(layer.backend == backend for layer in layers)
+    torch.testing.assert_close(model(tokens), reference(tokens), rtol=1e-5, atol=1e-5)

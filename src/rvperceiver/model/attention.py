@@ -9,11 +9,24 @@ builds it explicitly, for plots and for testing the fused path against the textb
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from rvperceiver.errors import ConfigError
+
+# `PerceiverConfig.attention_backend` values → the SDPA kernels they allow ("auto": PyTorch's own choice).
+SDPA_BACKENDS: dict[str, list[SDPBackend] | None] = {
+    "auto": None,
+    "math": [SDPBackend.MATH],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+    "flash": [SDPBackend.FLASH_ATTENTION],
+}
 
 
 def init_linear(linear: nn.Linear) -> None:
@@ -47,18 +60,45 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * width)
 
 
-def multi_head_attention(q: Tensor, k: Tensor, v: Tensor, heads: int, dropout_p: float = 0.0) -> Tensor:
+@contextlib.contextmanager
+def _only_backend(backend: str, device: torch.device) -> Iterator[None]:
+    """Restrict SDPA to `backend`'s kernel; a kernel that cannot run here becomes one ConfigError naming the field."""
+    if backend not in SDPA_BACKENDS:
+        raise ConfigError(f"attention backend must be one of {list(SDPA_BACKENDS)}, got {backend!r}")
+    kernels = SDPA_BACKENDS[backend]
+    if kernels is None:
+        yield
+        return
+    with sdpa_kernel(kernels):
+        try:
+            yield
+        except RuntimeError as error:
+            # The wording differs between PyTorch versions and devices ("No available kernel", "No viable backend").
+            message = str(error)
+            if "No available kernel" not in message and "No viable backend" not in message:
+                raise
+            raise ConfigError(
+                f"PerceiverConfig.attention_backend={backend!r}: PyTorch has no such attention kernel for these "
+                f"inputs on {device.type} (CPU has 'math' and 'flash'); use 'auto'"
+            ) from None
+
+
+def multi_head_attention(
+    q: Tensor, k: Tensor, v: Tensor, heads: int, dropout_p: float = 0.0, backend: str = "auto"
+) -> Tensor:
     """Scaled dot-product attention of `q [B, L, E]` over `k, v [B, N, E]` with `heads` heads → `[B, L, E]`.
 
     Keys and values are cast to the query's dtype, so a float32 key/value computation (see
-    `perceiver.InputKeyValues`) can meet a half-precision query under autocast.
+    `perceiver.InputKeyValues`) can meet a half-precision query under autocast. `backend` (a `SDPA_BACKENDS` key)
+    restricts which SDPA kernel runs; "auto" leaves the choice to PyTorch.
     """
-    out = F.scaled_dot_product_attention(
-        split_heads(q, heads),
-        split_heads(k.to(q.dtype), heads),
-        split_heads(v.to(q.dtype), heads),
-        dropout_p=dropout_p,
-    )
+    with _only_backend(backend, q.device):
+        out = F.scaled_dot_product_attention(
+            split_heads(q, heads),
+            split_heads(k.to(q.dtype), heads),
+            split_heads(v.to(q.dtype), heads),
+            dropout_p=dropout_p,
+        )
     return merge_heads(out)
 
 
@@ -107,11 +147,18 @@ class CrossAttentionLayer(nn.Module):
     """
 
     def __init__(
-        self, channels: int, key_values: nn.Module, heads: int, widening: int = 1, dropout: float = 0.0
+        self,
+        channels: int,
+        key_values: nn.Module,
+        heads: int,
+        widening: int = 1,
+        dropout: float = 0.0,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.heads = heads
         self.dropout_p = dropout
+        self.backend = backend
         self.q_norm = nn.LayerNorm(channels)
         self.q_proj = make_linear(channels, channels)
         self.key_values = key_values
@@ -129,7 +176,8 @@ class CrossAttentionLayer(nn.Module):
     def forward(self, query: Tensor, *context: Tensor | None) -> Tensor:
         keys, values = self.key_values(*context)
         query, q = self._queries(query, keys.shape[0])
-        attended = multi_head_attention(q, keys, values, self.heads, self.dropout_p if self.training else 0.0)
+        dropout_p = self.dropout_p if self.training else 0.0
+        attended = multi_head_attention(q, keys, values, self.heads, dropout_p, self.backend)
         x = query + self.residual_dropout(self.o_proj(attended))
         return x + self.mlp(x)
 
@@ -143,10 +191,13 @@ class CrossAttentionLayer(nn.Module):
 class SelfAttentionLayer(nn.Module):
     """Self-attention over `[B, L, D]`: one LayerNorm (queries and keys are the same array), fused qkv projection."""
 
-    def __init__(self, channels: int, heads: int, widening: int = 1, dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int, heads: int, widening: int = 1, dropout: float = 0.0, backend: str = "auto"
+    ) -> None:
         super().__init__()
         self.heads = heads
         self.dropout_p = dropout
+        self.backend = backend
         self.norm = nn.LayerNorm(channels)
         self.qkv_proj = make_linear(channels, 3 * channels)
         self.o_proj = make_linear(channels, channels)
@@ -155,7 +206,7 @@ class SelfAttentionLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self.qkv_proj(self.norm(x)).chunk(3, dim=-1)
-        attended = multi_head_attention(q, k, v, self.heads, self.dropout_p if self.training else 0.0)
+        attended = multi_head_attention(q, k, v, self.heads, self.dropout_p if self.training else 0.0, self.backend)
         x = x + self.residual_dropout(self.o_proj(attended))
         return x + self.mlp(x)
 
@@ -163,9 +214,19 @@ class SelfAttentionLayer(nn.Module):
 class SelfAttentionBlock(nn.Module):
     """`num_layers` self-attention layers applied in sequence (each with its own weights)."""
 
-    def __init__(self, num_layers: int, channels: int, heads: int, widening: int = 1, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        channels: int,
+        heads: int,
+        widening: int = 1,
+        dropout: float = 0.0,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(SelfAttentionLayer(channels, heads, widening, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            SelfAttentionLayer(channels, heads, widening, dropout, backend) for _ in range(num_layers)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:

@@ -15,6 +15,7 @@ from rvperceiver.errors import ConfigError
 
 POSITION_KINDS = ("fourier", "learned", "none")
 KV_NORM_KINDS = ("joint", "values")
+ATTENTION_BACKENDS = ("auto", "math", "efficient", "flash")
 
 
 def _require_positive_int(owner: str, name: str, value: Any) -> None:
@@ -65,6 +66,16 @@ class PerceiverConfig:
     a time, so the peak holds keys, values and their gradients for `cross_attend_chunk` examples instead of B.
     Outputs and gradients equal the unchunked path (up to float rounding); the price is one more key/value
     projection and cross-attention forward per step (see BENCHMARKS.md for the measured cost).
+
+    `attention_backend` restricts every attention of the model to one SDPA kernel (`torch.nn.attention.sdpa_kernel`
+    around `F.scaled_dot_product_attention`): `auto` (default) lets PyTorch choose, `math` is the unfused reference,
+    `efficient` and `flash` the fused kernels (CPU has only `flash` and `math`; an unavailable kernel is a
+    ConfigError at the first forward). `auto` stays PyTorch's choice on CPU too, because the fused CPU kernel was
+    measured faster: at the cross-attend's shape (16 examples, 1 head of width 256, 128 queries over 12,288 keys,
+    2 shared threads) SDPA alone took 0.94× the math kernel's time forward + backward and 0.70× forward only, in
+    all 5 alternating repetitions; 0.53× at head width 64. A whole training step of the benchmark model ran 0.67×
+    as fast with `math` everywhere and 0.84× with `math` in the cross-attend only (noisy: 3 repetitions at load 5).
+    `math` also holds the `[B, heads, L, N]` weights for the backward: 1.19× the step's peak memory.
     """
 
     num_latents: int = 64
@@ -85,6 +96,7 @@ class PerceiverConfig:
     output_steps: int = 8
     output_channels: int = 3
     cross_attend_chunk: int | None = None
+    attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
         owner = "PerceiverConfig"
@@ -109,6 +121,7 @@ class PerceiverConfig:
             _require_positive_int(owner, "cross_attend_chunk", self.cross_attend_chunk)
         _require_choice(owner, "position", self.position, POSITION_KINDS)
         _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
+        _require_choice(owner, "attention_backend", self.attention_backend, ATTENTION_BACKENDS)
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"{owner}.dropout must be a number in [0, 1), got {self.dropout!r}")

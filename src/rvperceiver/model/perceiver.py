@@ -216,12 +216,19 @@ class PerceiverEncoder(nn.Module):
 
         def cross_attend() -> CrossAttentionLayer:
             key_values = InputKeyValues(input_channels, self.positions.channels, width, config.kv_norm)
-            return CrossAttentionLayer(width, key_values, config.cross_heads, config.mlp_widening, config.dropout)
+            return CrossAttentionLayer(
+                width, key_values, config.cross_heads, config.mlp_widening, config.dropout, config.attention_backend
+            )
 
         self.first_cross_attend = cross_attend()
         self.repeated_cross_attend = cross_attend() if config.num_cross_attends > 1 else None
         self.latent_block = SelfAttentionBlock(
-            config.self_layers_per_block, width, config.self_heads, config.mlp_widening, config.dropout
+            config.self_layers_per_block,
+            width,
+            config.self_heads,
+            config.mlp_widening,
+            config.dropout,
+            config.attention_backend,
         )
 
     def _latent_transformer(self, latents: Tensor) -> Tensor:
@@ -275,7 +282,12 @@ class PerceiverDecoder(nn.Module):
         width = config.latent_channels
         self.queries = _truncated_normal_parameter((config.output_steps, width), config.init_scale)
         self.cross_attend = CrossAttentionLayer(
-            width, LatentKeyValues(width), config.cross_heads, config.mlp_widening, config.dropout
+            width,
+            LatentKeyValues(width),
+            config.cross_heads,
+            config.mlp_widening,
+            config.dropout,
+            config.attention_backend,
         )
         self.head = make_linear(width, config.output_channels)
 
