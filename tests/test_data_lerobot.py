@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rvperceiver.data import lerobot
 from rvperceiver.data.episodes import Episode
 from rvperceiver.data.lerobot import read_lerobot, write_lerobot
+from rvperceiver.data.lerobot import reader as lerobot_reader
 from rvperceiver.errors import DataError, InputError
 
 IMAGE = "observation.images.top"
@@ -93,13 +93,13 @@ def test_layout_many_episodes_per_file(tmp_path: Path, episodes: list[Episode]) 
 
 def test_each_video_file_decoded_once(tmp_path: Path, episodes: list[Episode], monkeypatch) -> None:
     calls: list[Path] = []
-    real = lerobot._decode_video_file
+    real = lerobot_reader._decode_video_file
 
     def counting(path, shape):
         calls.append(path)
         return real(path, shape)
 
-    monkeypatch.setattr(lerobot, "_decode_video_file", counting)
+    monkeypatch.setattr(lerobot_reader, "_decode_video_file", counting)
     root = tmp_path / "one"
     write_lerobot(root, episodes)
     read_lerobot(root)
