@@ -254,7 +254,7 @@ def test_wrong_types_in_config_values(capsys, tmp_path: Path) -> None:
         ("data.t_obs=0", "data.t_obs must be a positive integer, got 0"),
         ("policy.perceiver.num_latents=0", "num_latents must be a positive integer, got 0"),
         ("data.valid_fraction=1.5", "data.valid_fraction must be in [0, 1), got 1.5"),
-        ("optim.lr=-1", "optim.lr must be a number in (0, 10], got -1.0"),
+        ("optim.lr=-1", "optim.lr must be a positive number below float32's maximum, got -1.0"),
     ],
 )
 def test_negative_zero_or_out_of_range_sizes(capsys, override: str, expected: str) -> None:

@@ -31,6 +31,8 @@ from rvperceiver.errors import ConfigError
 from rvperceiver.model.policy import PolicyConfig
 
 OPTIMIZERS = ("adam", "adamw")
+# Optimizer hyper-parameters become float32 tensors on some paths: a larger value overflows there, not here.
+FLOAT32_MAX = 3.4028234663852886e38
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
@@ -77,7 +79,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _require(self.name in OPTIMIZERS, "optim.name", f"one of {list(OPTIMIZERS)}", self.name)
-        _require(math.isfinite(self.lr) and 0 < self.lr <= 10.0, "optim.lr", "a number in (0, 10]", self.lr)
+        _require(0 < self.lr < FLOAT32_MAX, "optim.lr", "a positive number below float32's maximum", self.lr)
         _require(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)", self.betas)
         _require(self.eps > 0, "optim.eps", "a positive number", self.eps)
         _require(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
