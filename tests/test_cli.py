@@ -122,3 +122,13 @@ def test_parser_knows_every_documented_command() -> None:
     parser = build_parser()
     for argv in (["experiment", "theory", "--out", "x"], ["demo"], ["sim", "generate", "--out", "x.hdf5"]):
         assert parser.parse_args(argv).func is not None
+
+
+def test_experiments_share_a_directory_but_do_not_overwrite_themselves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "results.json").write_text(json.dumps([{"experiment": "theory", "record": "theory"}]))
+    from rvperceiver.cli import _holds_results_of
+
+    assert _holds_results_of(tmp_path, "theory")
+    assert not _holds_results_of(tmp_path, "tiny-difference")
+    assert main(["experiment", "theory", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err

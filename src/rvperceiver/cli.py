@@ -160,8 +160,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import main_experiment
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise RVPerceiverError(f"output directory {out} is not empty; pass --overwrite to write into it")
+    if _holds_results_of(out, args.name) and not args.overwrite:
+        raise RVPerceiverError(
+            f"{out} already holds results of {args.name}; pass --overwrite to replace them (results of the other "
+            f"experiments in the same directory are kept either way)"
+        )
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     if args.name == "bc":
         from rvperceiver.experiments.bc import run_bc_study
@@ -170,6 +173,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     main_experiment(args.name, args.profile, out, seeds)
     return 0
+
+
+def _holds_results_of(out: Path, experiment: str) -> bool:
+    """Whether ``out`` already has records of ``experiment`` (the studies share one results.json per directory)."""
+    if experiment == "bc":
+        return (out / "results.json").exists()
+    try:
+        records = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, json.JSONDecodeError):
+        return True  # unreadable: let the user decide
+    return any(isinstance(r, dict) and r.get("experiment") == experiment for r in records)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
