@@ -38,6 +38,7 @@ def test_tiny_study_writes_a_complete_table_and_json(tmp_path):
     out = tmp_path / "bc"
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["runs"] == json.loads(json.dumps(results["runs"]))
+    assert on_disk["complete"] is True and "Incomplete" not in (out / "report.md").read_text()
 
     # Every learned model has one run per seed, trained for the same number of steps on the same demos.
     models = [r["model"] for r in on_disk["runs"]]
