@@ -15,6 +15,11 @@ mult 4; our MLP with widening 6); 8 Fourier bands up to max_freq = the grid size
 Two input layouts of the same 12,288 scalar tokens: the seed's `[B, 12288, 1]` with a 1-axis grid (17 position
 channels), and the token grid our scalar view really produces for one 64×64×3 frame, `(1, 64, 64, 3)` (4 axes,
 68 position channels; theirs gets `[B, 1, 64, 64, 3, 1]` with `input_axis=4`).
+
+Further rows (`cases_for`), each labelled in the output: both sides at a cross-attention width of 64 (ours through
+the opt-in `cross_attention_channels=64`, theirs `cross_dim_head=64`), the same with our opt-in
+`cross_attend_chunk=4`, and one row that is NOT matched: each library at its own defaults for the cross width (ours
+256 = the latent width, theirs `cross_dim_head=64`). The headline ratios stay those of the first, matched row.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -81,6 +87,8 @@ ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
     "cross_attend_chunk_4": {"cross_attend_chunk": 4},
     "math_sdpa": {"attention_backend": "math"},
     "math_sdpa_cross_only": {},  # + the encoder cross-attend's layer set to "math" after building (see build_ours)
+    "cross_channels_64": {"cross_attention_channels": 64},
+    "cross_channels_64_chunk_4": {"cross_attention_channels": 64, "cross_attend_chunk": 4},
 }
 ABLATIONS = tuple(ABLATION_OVERRIDES)
 
@@ -111,8 +119,10 @@ def build_ours(
 
 def build_theirs(
     grid: list[int], batch: int, shape: dict[str, Any] | ModelShape, variant: dict[str, Any] | Variant,
-    max_freq: float, seed: int = 0,
+    max_freq: float, seed: int = 0, cross_dim_head: int | None = None,
 ) -> tuple[torch.nn.Module, Any]:
+    """perceiver-pytorch's Perceiver and its train step; `cross_dim_head` None = latent width / cross_heads
+    (matched to our default), otherwise their per-head cross-attention width (their own default is 64)."""
     from perceiver_pytorch import Perceiver
 
     shape, variant = _shape(shape), _variant(variant)
@@ -127,7 +137,7 @@ def build_theirs(
         latent_dim=shape.latent_channels,
         cross_heads=shape.cross_heads,
         latent_heads=shape.self_heads,
-        cross_dim_head=shape.latent_channels // shape.cross_heads,
+        cross_dim_head=shape.latent_channels // shape.cross_heads if cross_dim_head is None else cross_dim_head,
         latent_dim_head=shape.head_dim,
         num_classes=shape.output_steps * shape.output_channels,
         self_per_cross_attn=shape.self_layers,
@@ -159,24 +169,58 @@ def _profile_top_ops(step: Any, top: int = 6) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class Case:
+    """One row of the comparison: an input layout and the configuration of each side.
+
+    `our_overrides` are opt-in `PerceiverConfig` fields (empty = as shipped); `their_cross_dim_head` None means
+    matched to our latent width (1 head × 256), an int is their per-head cross width (64 is their default).
+    `label` says which kind of comparison the row is, so a row is never read as something it is not.
+    """
+
+    name: str
+    label: str
+    grid: tuple[int, ...]
+    max_freq: float
+    our_overrides: dict[str, Any] = field(default_factory=dict)
+    their_cross_dim_head: int | None = None
+    memory: bool = True
+
+
+def _cross_width(shape: ModelShape, overrides: dict[str, Any]) -> int:
+    return overrides.get("cross_attention_channels") or shape.latent_channels
+
+
 def run_case(
-    name: str, grid: tuple[int, ...], max_freq: float, mode: Mode, variant: Variant, threads: int,
-    measure_memory: bool, profile: bool = False,
+    case: Case, mode: Mode, variant: Variant, threads: int, measure_memory: bool, profile: bool = False,
+    memory_cache: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    shape = mode.model
-    ours, our_step = build_ours(list(grid), mode.batch, shape, variant, max_freq)
-    theirs, their_step = build_theirs(list(grid), mode.batch, shape, variant, max_freq)
+    shape, grid = mode.model, case.grid
+    ours, our_step = build_ours(list(grid), mode.batch, shape, variant, case.max_freq, overrides=case.our_overrides)
+    theirs, their_step = build_theirs(
+        list(grid), mode.batch, shape, variant, case.max_freq, cross_dim_head=case.their_cross_dim_head
+    )
     times = time_alternating({"ours": our_step, "theirs": their_step}, mode.warmup, mode.reps, variant.device)
     our_time, their_time = median(times["ours"]), median(times["theirs"])
     tokens = math.prod(grid)
     position_channels = len(grid) * (2 * shape.num_bands + 1)
-    our_flops = perceiver_forward_flops(shape, tokens, 1, position_channels, mode.batch)["total"]
-    their_flops = perceiver_pytorch_forward_flops(shape, tokens, 1, position_channels, mode.batch)["total"]
+    our_cross = _cross_width(shape, case.our_overrides)
+    their_cross = (
+        shape.latent_channels if case.their_cross_dim_head is None else case.their_cross_dim_head * shape.cross_heads
+    )
+    our_flops = perceiver_forward_flops(shape, tokens, 1, position_channels, mode.batch, cross_width=our_cross)["total"]
+    their_flops = perceiver_pytorch_forward_flops(
+        shape, tokens, 1, position_channels, mode.batch, cross_width=their_cross
+    )["total"]
     result: dict[str, Any] = {
-        "case": name,
+        "case": case.name,
+        "label": case.label,
         "grid": list(grid),
         "tokens": tokens,
         "position_channels": position_channels,
+        "our_overrides": dict(case.our_overrides),
+        "cross_width_ours": our_cross,
+        "cross_width_theirs": their_cross,
         "params_ours": parameter_count(ours),
         "params_theirs": parameter_count(theirs),
         "step_s_ours": our_time,
@@ -197,13 +241,23 @@ def run_case(
         result["top_ops_theirs"] = _profile_top_ops(their_step)
     del ours, theirs, our_step, their_step
     if measure_memory:
-        kwargs = {"grid": list(grid), "batch": mode.batch, "shape": shape.__dict__, "variant": variant.__dict__,
-                  "max_freq": max_freq}
         module = "benchmarks.bench_vs_perceiver_pytorch"
-        ours_peak, theirs_peak = (
-            measure_step_memory(f"{module}:{builder}", kwargs, mode.memory_steps, threads, mode.mmap_threshold)
-            for builder in ("build_ours_step", "build_theirs_step")
+        common = {"grid": list(grid), "batch": mode.batch, "shape": shape.__dict__, "variant": variant.__dict__,
+                  "max_freq": case.max_freq}
+        requests = (
+            ("build_ours_step", {**common, "overrides": dict(case.our_overrides)}),
+            ("build_theirs_step", {**common, "cross_dim_head": case.their_cross_dim_head}),
         )
+        cache = {} if memory_cache is None else memory_cache
+        peaks = []
+        for builder, kwargs in requests:
+            # The same model in the same setting needs the same memory: rows that share one side measure it once.
+            key = json.dumps([builder, kwargs], sort_keys=True)
+            if key not in cache:
+                cache[key] = measure_step_memory(f"{module}:{builder}", kwargs, mode.memory_steps, threads,
+                                                 mode.mmap_threshold)
+            peaks.append(cache[key])
+        ours_peak, theirs_peak = peaks
         result.update(
             peak_step_mib_ours=mib(ours_peak),
             peak_step_mib_theirs=mib(theirs_peak),
@@ -244,31 +298,54 @@ def run_ablations(
     return out
 
 
-def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = True) -> dict[str, Any]:
+# Perceiver-pytorch's own default per-head cross-attention width (`cross_dim_head=64`, 1 cross head).
+THEIR_DEFAULT_CROSS_DIM_HEAD = 64
+NARROW_CROSS = 64  # the narrow cross width of the rows that compare at it (= theirs by default)
+MEMORY_CHUNK = 4  # examples per checkpointed chunk in the memory-saving opt-in row
+
+
+def cases_for(mode: Mode) -> list[Case]:
     h, w, c = mode.frame
     tokens = mode.tokens
-    cases = [
-        ("seed: [B, N, 1], 1-axis grid", (tokens,), float(tokens)),
-        (f"frame grid (1, {h}, {w}, {c}), 4 axes", (1, h, w, c), float(max(h, w))),
+    seed, frame = (tokens,), (1, h, w, c)
+    narrow = {"cross_attention_channels": NARROW_CROSS}
+    width = mode.model.latent_channels
+    return [
+        Case("seed: [B, N, 1], 1-axis grid", f"matched, cross width {width} (as shipped)", seed, float(tokens)),
+        Case(f"frame grid (1, {h}, {w}, {c}), 4 axes", f"matched, cross width {width} (as shipped)", frame,
+             float(max(h, w)), memory=mode.secondary_memory),
+        Case("seed: [B, N, 1], 1-axis grid", f"matched, cross width {NARROW_CROSS} on both (opt-in for ours)", seed,
+             float(tokens), narrow, NARROW_CROSS),
+        Case("seed: [B, N, 1], 1-axis grid",
+             f"matched, cross width {NARROW_CROSS} on both, ours + cross_attend_chunk={MEMORY_CHUNK} (opt-in)", seed,
+             float(tokens), {**narrow, "cross_attend_chunk": MEMORY_CHUNK}, NARROW_CROSS),
+        Case("seed: [B, N, 1], 1-axis grid",
+             f"NOT matched: each library's defaults (ours cross width {width}, theirs cross_dim_head="
+             f"{THEIR_DEFAULT_CROSS_DIM_HEAD})", seed, float(tokens), {}, THEIR_DEFAULT_CROSS_DIM_HEAD),
     ]
+
+
+def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = True) -> dict[str, Any]:
+    memory_cache: dict[str, int] = {}
     results = [
-        run_case(name, grid, mf, mode, variant, threads, measure_memory and (i == 0 or mode.secondary_memory),
-                 profile=mode.profile and i == 0)
-        for i, (name, grid, mf) in enumerate(cases)
+        run_case(case, mode, variant, threads, measure_memory and case.memory, profile=mode.profile and i == 0,
+                 memory_cache=memory_cache)
+        for i, case in enumerate(cases_for(mode))
     ]
     rows = []
     for r in results:
         rows.append([
-            r["case"], r["params_ours"], r["params_theirs"], r["samples_per_s_ours"], r["samples_per_s_theirs"],
-            r["throughput_ratio"], r["flop_ratio_theirs_over_ours"],
+            r["case"], r["label"], r["params_ours"], r["params_theirs"], r["samples_per_s_ours"],
+            r["samples_per_s_theirs"], r["throughput_ratio"], r["flop_ratio_theirs_over_ours"],
             r.get("peak_step_mib_ours", float("nan")), r.get("peak_step_mib_theirs", float("nan")),
             r.get("peak_memory_ratio", float("nan")),
         ])
-    print(f"\n## Train step vs perceiver_pytorch.Perceiver ({variant.label}, batch {mode.batch}, {tokens} tokens, "
-          f"{mode.warmup} warm-up + {mode.reps} alternating reps, median)")
+    print(f"\n## Train step vs perceiver_pytorch.Perceiver ({variant.label}, batch {mode.batch}, {mode.tokens} "
+          f"tokens, {mode.warmup} warm-up + {mode.reps} alternating reps, median)")
     print(format_table(
-        ["input", "params ours", "params theirs", "samples/s ours", "samples/s theirs", "speed ratio (ours/theirs)",
-         "FLOP ratio (theirs/ours)", "peak MiB ours", "peak MiB theirs", "memory ratio (ours/theirs)"],
+        ["input", "configuration", "params ours", "params theirs", "samples/s ours", "samples/s theirs",
+         "speed ratio (ours/theirs)", "FLOP ratio (theirs/ours)", "peak MiB ours", "peak MiB theirs",
+         "memory ratio (ours/theirs)"],
         rows,
     ))
     for r in results:

@@ -341,7 +341,8 @@ def _memory_child(request_json: str) -> None:
 
 
 def perceiver_forward_flops(
-    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int, factored_kv: bool = True
+    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int, factored_kv: bool = True,
+    cross_width: int | None = None,
 ) -> dict[str, float]:
     """Forward FLOPs of one batch through our `PerceiverIO`, by part (matmuls only; norms and activations omitted).
 
@@ -356,19 +357,22 @@ def perceiver_forward_flops(
       decoder:       T·D² (queries shared)
                      + B·[2·L·D² (K/V of the latents) + 2·T·L·D + T·D² + 2w·T·D² + T·D·O]
     each ×2 for FLOPs. A training step costs ≈ 3× the forward (the backward computes two products per matmul).
+    With `cross_width` A (`PerceiverConfig.cross_attention_channels`, None = D) the cross-attend's K/V projection
+    outputs 2A instead of 2D, its attention costs B·2·L·N·A, and its Q and output projections L·D·A and B·L·A·D.
     """
     n, c, p = tokens, input_channels, position_channels
     lat, d, w, t, o, b = (
         shape.num_latents, shape.latent_channels, shape.mlp_widening, shape.output_steps, shape.output_channels, batch
     )
+    a = d if cross_width is None else cross_width
     if factored_kv:
-        kv = b * n * (c + 2) * 2 * d + n * p * 2 * d
+        kv = b * n * (c + 2) * 2 * a + n * p * 2 * a
     else:
-        kv = b * n * (c + p) * 2 * d
+        kv = b * n * (c + p) * 2 * a
     cross = {
         "cross_kv_projection": kv,
-        "cross_attention": b * 2 * lat * n * d,
-        "cross_q_out_mlp": lat * d * d + b * (1 + 2 * w) * lat * d * d,
+        "cross_attention": b * 2 * lat * n * a,
+        "cross_q_out_mlp": lat * d * a + b * lat * a * d + b * 2 * w * lat * d * d,
     }
     self_layers = shape.self_layers * b * ((4 + 2 * w) * lat * d * d + 2 * lat * lat * d)
     decoder = t * d * d + b * (2 * lat * d * d + 2 * t * lat * d + t * d * d + 2 * w * t * d * d + t * d * o)
@@ -379,21 +383,24 @@ def perceiver_forward_flops(
 
 
 def perceiver_pytorch_forward_flops(
-    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int
+    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int,
+    cross_width: int | None = None,
 ) -> dict[str, float]:
     """The same count for `perceiver_pytorch.Perceiver` configured as in `bench_vs_perceiver_pytorch`.
 
     Differences from ours: the K/V projection sees the concatenated [values ‖ positions] of every example
     (B·N·(c+P)·2D), the latents are projected per example, the GEGLU feed-forward costs 12·L·D²
-    (D → 8D, 4D → D), and the head is a mean over latents and one Linear(D, T·O).
+    (D → 8D, 4D → D), and the head is a mean over latents and one Linear(D, T·O). `cross_width` is their
+    `cross_heads × cross_dim_head` (None = D, the matched setting).
     """
     n, c, p = tokens, input_channels, position_channels
     lat, d, b = shape.num_latents, shape.latent_channels, batch
+    a = d if cross_width is None else cross_width
     ff = 12 * lat * d * d
     macs = {
-        "cross_kv_projection": b * n * (c + p) * 2 * d,
-        "cross_attention": b * 2 * lat * n * d,
-        "cross_q_out_mlp": b * (2 * lat * d * d + ff),
+        "cross_kv_projection": b * n * (c + p) * 2 * a,
+        "cross_attention": b * 2 * lat * n * a,
+        "cross_q_out_mlp": b * (2 * lat * d * a + ff),
         "self_attention_layers": shape.self_layers * b * (4 * lat * d * d + 2 * lat * lat * d + ff),
         "decoder": b * d * shape.output_steps * shape.output_channels,
     }

@@ -52,6 +52,8 @@ def test_default_config_matches_the_interface() -> None:
         ("cross_attend_chunk", 0, "cross_attend_chunk"),
         ("cross_attend_chunk", 2.0, "cross_attend_chunk"),
         ("attention_backend", "cudnn", "attention_backend"),
+        ("cross_attention_channels", 0, "cross_attention_channels"),
+        ("cross_attention_channels", 2.5, "cross_attention_channels"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field: str, value: object, match: str) -> None:
@@ -353,3 +355,47 @@ def test_attention_backend_reaches_every_attention_and_keeps_the_outputs(backend
     assert len(layers) == 2 + 2 + 1  # two cross-attends, two self-attention layers, the decoder's cross-attend
     assert all(layer.backend == backend for layer in layers)
     torch.testing.assert_close(model(tokens), reference(tokens), rtol=1e-5, atol=1e-5)
+
+
+# -- cross-attention width ---------------------------------------------------------------------------------------
+
+
+def test_cross_attention_channels_must_split_evenly_over_the_cross_heads() -> None:
+    with pytest.raises(ConfigError, match="cross_heads=4 must divide PerceiverConfig.cross_attention_channels=6"):
+        PerceiverConfig(cross_heads=4, cross_attention_channels=6)
+
+
+def test_cross_attention_width_defaults_to_the_latent_width() -> None:
+    model = PerceiverIO(tiny(), 1, (2, 3, 4))
+    layer = model.encoder.first_cross_attend
+    assert model.config.cross_attention_width == 16
+    assert layer.q_proj.weight.shape == (16, 16) and layer.o_proj.weight.shape == (16, 16)
+    assert layer.key_values.proj.weight.shape[0] == 2 * 16
+
+
+def test_cross_attention_channels_narrow_the_encoder_cross_attends_only() -> None:
+    torch.manual_seed(0)
+    model = PerceiverIO(tiny(cross_attention_channels=4, cross_heads=2, num_cross_attends=2), 3, (2, 3, 4))
+    for layer in (model.encoder.first_cross_attend, model.encoder.repeated_cross_attend):
+        assert layer.q_proj.weight.shape == (4, 16)  # latents D=16 → A=4
+        assert layer.o_proj.weight.shape == (16, 4)  # back to D
+        assert layer.key_values.proj.weight.shape[0] == 2 * 4
+    decoder = model.decoder.cross_attend
+    assert decoder.q_proj.weight.shape == (16, 16)
+    tokens = torch.randn(2, 24, 3)
+    out = model(tokens)
+    assert out.shape == (2, 3, 2)
+    out.square().sum().backward()
+    _assert_every_parameter_has_a_gradient(model)
+    maps = model.attention_maps(tokens)
+    assert maps.shape == (2, 2, 8, 24)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(2, 2, 8))
+
+
+def test_narrow_cross_attention_with_chunking_gives_the_same_gradients() -> None:
+    tokens = torch.randn(3, 24, 1, generator=torch.Generator().manual_seed(3))
+    plain_out, plain_grads = _outputs_and_gradients(tiny(cross_attention_channels=8), tokens)
+    chunk_out, chunk_grads = _outputs_and_gradients(tiny(cross_attention_channels=8, cross_attend_chunk=2), tokens)
+    torch.testing.assert_close(chunk_out, plain_out, rtol=1e-6, atol=1e-6 * plain_out.abs().max().item())
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(chunk_grads[name], grad, rtol=1e-6, atol=1e-6 * grad.abs().max().item(), msg=name)

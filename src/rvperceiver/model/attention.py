@@ -140,10 +140,14 @@ class LatentKeyValues(nn.Module):
 class CrossAttentionLayer(nn.Module):
     """Queries of width D attend to a context; the context's keys and values come from the `key_values` module.
 
-    `key_values(*context)` must return `(keys, values)`, each `[B, N, D]`, already normalised and projected: the
+    `key_values(*context)` must return `(keys, values)`, each `[B, N, A]`, already normalised and projected: the
     context side is where inputs differ (latents vs. raw tokens with position features), so it is pluggable while
     the query side (its own LayerNorm, projection, residual and MLP) is fixed. Queries may be `[L, D]`, one set shared
     by the whole batch (learned latents, decoder queries): they are then projected once and broadcast.
+
+    `attention_channels` (A, None = D) is the width of queries, keys and values: the query projection maps D → A
+    and the output projection A → D. The attention products cost 2·B·L·N·A, so a narrower A is the way to make a
+    cross-attend over many tokens cheaper (the Perceiver paper sizes it by the smaller, key/value input).
     """
 
     def __init__(
@@ -154,15 +158,17 @@ class CrossAttentionLayer(nn.Module):
         widening: int = 1,
         dropout: float = 0.0,
         backend: str = "auto",
+        attention_channels: int | None = None,
     ) -> None:
         super().__init__()
+        width = channels if attention_channels is None else attention_channels
         self.heads = heads
         self.dropout_p = dropout
         self.backend = backend
         self.q_norm = nn.LayerNorm(channels)
-        self.q_proj = make_linear(channels, channels)
+        self.q_proj = make_linear(channels, width)
         self.key_values = key_values
-        self.o_proj = make_linear(channels, channels)
+        self.o_proj = make_linear(width, channels)
         self.residual_dropout = nn.Dropout(dropout)
         self.mlp = MLP(channels, widening, dropout)
 

@@ -67,6 +67,14 @@ class PerceiverConfig:
     Outputs and gradients equal the unchunked path (up to float rounding); the price is one more key/value
     projection and cross-attention forward per step (see BENCHMARKS.md for the measured cost).
 
+    `cross_attention_channels` (None = `latent_channels`, the shipped behaviour) is the width of the encoder
+    cross-attends' queries, keys and values. Appendix C of the Perceiver paper gives them the channel count of
+    the smaller input, the key/value side, rather than the latent width; perceiver-pytorch defaults to 1 head × 64.
+    The QKᵀ and AV products over all N tokens scale with it, and at N = 12,288 they are about half of a training
+    step's FLOPs, so 64 instead of 256 makes that part 4× cheaper; the keys and values held for the backward
+    shrink by the same factor. It changes the model (other shapes, other parameters): it is a modelling choice,
+    not a free speed-up. The decoder's cross-attend keeps the latent width (its key/value input is the latents).
+
     `attention_backend` restricts every attention of the model to one SDPA kernel (`torch.nn.attention.sdpa_kernel`
     around `F.scaled_dot_product_attention`): `auto` (default) lets PyTorch choose, `math` is the unfused reference,
     `efficient` and `flash` the fused kernels (CPU has only `flash` and `math`; an unavailable kernel is a
@@ -97,6 +105,12 @@ class PerceiverConfig:
     output_channels: int = 3
     cross_attend_chunk: int | None = None
     attention_backend: str = "auto"
+    cross_attention_channels: int | None = None
+
+    @property
+    def cross_attention_width(self) -> int:
+        """Width of the encoder cross-attends' queries, keys and values (`cross_attention_channels` resolved)."""
+        return self.latent_channels if self.cross_attention_channels is None else self.cross_attention_channels
 
     def __post_init__(self) -> None:
         owner = "PerceiverConfig"
@@ -122,6 +136,11 @@ class PerceiverConfig:
         _require_choice(owner, "position", self.position, POSITION_KINDS)
         _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
         _require_choice(owner, "attention_backend", self.attention_backend, ATTENTION_BACKENDS)
+        if self.cross_attention_channels is not None:
+            _require_positive_int(owner, "cross_attention_channels", self.cross_attention_channels)
+            _require_divides(
+                owner, "cross_heads", self.cross_heads, "cross_attention_channels", self.cross_attention_channels
+            )
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ConfigError(f"{owner}.dropout must be a number in [0, 1), got {self.dropout!r}")

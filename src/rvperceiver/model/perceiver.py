@@ -214,10 +214,18 @@ class PerceiverEncoder(nn.Module):
         width = config.latent_channels
         self.latents = _truncated_normal_parameter((config.num_latents, width), config.init_scale)
 
+        attention_width = config.cross_attention_width
+
         def cross_attend() -> CrossAttentionLayer:
-            key_values = InputKeyValues(input_channels, self.positions.channels, width, config.kv_norm)
+            key_values = InputKeyValues(input_channels, self.positions.channels, attention_width, config.kv_norm)
             return CrossAttentionLayer(
-                width, key_values, config.cross_heads, config.mlp_widening, config.dropout, config.attention_backend
+                width,
+                key_values,
+                config.cross_heads,
+                config.mlp_widening,
+                config.dropout,
+                config.attention_backend,
+                attention_width,
             )
 
         self.first_cross_attend = cross_attend()
