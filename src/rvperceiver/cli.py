@@ -169,7 +169,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.name == "bc":
         from rvperceiver.experiments.bc import run_bc_study
 
-        run_bc_study(args.profile, out, seeds)
+        run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
         return 0
     main_experiment(args.name, args.profile, out, seeds)
     return 0
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     p.add_argument("--out", required=True, help="directory for results.json, report.md and plots")
+    p.add_argument("--work", default=None, help="bc only: where demos and checkpoints go (default OUT/work)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_experiment)
 
