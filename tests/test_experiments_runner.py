@@ -90,10 +90,14 @@ def test_unknown_names_are_rejected(tmp_path: Path) -> None:
 
 def test_demo_prints_a_comparison_table(tmp_path: Path) -> None:
     from rvperceiver.experiments import demo
+    from rvperceiver.experiments.runner import DEMO_RUNS
 
     table = demo(tmp_path, n_tokens=64, profile="test")
     for view in ("raw+fourier-pos", "fft", "centre-fft"):
         assert view in table
     assert "Adaptive choice: fourier" in table
     assert (tmp_path / "demo.md").read_text().strip() == table.strip()
-    assert len(_load(tmp_path)) == 3
+    records = _load(tmp_path)
+    assert [(r["view"], r["beta1"]) for r in records] == list(DEMO_RUNS)  # raw with both β1, spectral, adaptive
+    assert all(f"{r['test_nmse']:.3f}" in table for r in records)
+
