@@ -8,26 +8,22 @@ data-sheet peak (`common.KNOWN_GPU_PEAKS`): bf16 tensor-core peak for bf16 autoc
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
 from typing import Any
 
 import torch
 
 from benchmarks.bench_vs_perceiver_pytorch import build_ours
 from benchmarks.common import (
-    MODES,
     Mode,
     Variant,
     format_table,
     gpu_peak_flops,
     median,
     perceiver_forward_flops,
-    pick_device,
+    standard_main,
     time_alternating,
     time_call,
-    variants_for,
 )
 
 
@@ -96,17 +92,7 @@ def run(mode: Mode, variant: Variant, threads: int = 2, step_times: list[float] 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    results = [run(MODES[args.mode], v, args.threads) for v in variants_for(pick_device(args.device))]
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+    standard_main(__doc__, run)
 
 
 if __name__ == "__main__":

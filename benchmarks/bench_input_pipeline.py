@@ -12,8 +12,6 @@ same batch size, unless the caller passes one already measured.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
@@ -27,16 +25,21 @@ from torch.utils.data import DataLoader
 from benchmarks.bench_preprocess import build_view
 from benchmarks.bench_vs_perceiver_pytorch import our_config
 from benchmarks.common import (
-    MODES,
     Mode,
     Variant,
     format_table,
     make_train_step,
     median,
-    pick_device,
+    standard_main,
     time_alternating,
 )
-from rvperceiver.data import Episode, WindowDataset, open_episodes, write_lerobot, write_robomimic
+from rvperceiver.data import (
+    Episode,
+    WindowDataset,
+    open_episodes,
+    write_lerobot,
+    write_robomimic,
+)
 from rvperceiver.model import PerceiverIO
 
 T_OBS, T_PRED = 1, 8
@@ -137,17 +140,7 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    result = run(MODES[args.mode], Variant(pick_device(args.device)))
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
+    standard_main(__doc__, lambda mode, variant, threads: run(mode, variant), per_variant=False)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ it; view calls and training steps are each timed in alternation between the two 
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
 import torch
@@ -18,15 +16,13 @@ from torch import nn
 
 from benchmarks.bench_vs_perceiver_pytorch import our_config
 from benchmarks.common import (
-    MODES,
     Mode,
     Variant,
     format_table,
     make_train_step,
     median,
-    pick_device,
+    standard_main,
     time_alternating,
-    variants_for,
 )
 from rvperceiver.model import PerceiverIO
 from rvperceiver.views import InputView, ViewConfig
@@ -84,17 +80,7 @@ def run(mode: Mode, variant: Variant, threads: int = 2) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    results = [run(MODES[args.mode], v, args.threads) for v in variants_for(pick_device(args.device))]
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+    standard_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,10 @@ load drifts hit every size alike.
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
-
-import torch
 
 from benchmarks.bench_vs_perceiver_pytorch import build_ours
 from benchmarks.common import (
-    MODES,
     Mode,
     Variant,
     format_table,
@@ -24,10 +19,9 @@ from benchmarks.common import (
     median,
     mib,
     perceiver_forward_flops,
-    pick_device,
     spread,
+    standard_main,
     time_alternating,
-    variants_for,
 )
 
 
@@ -90,17 +84,7 @@ def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = T
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    results = [run(MODES[args.mode], v, args.threads) for v in variants_for(pick_device(args.device))]
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+    standard_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -501,3 +501,27 @@ if __name__ == "__main__":
         _memory_child(sys.argv[2])
     else:
         raise SystemExit("usage: python -m benchmarks.common --memory-child REQUEST_JSON (internal)")
+
+
+def standard_main(doc: str, run: Callable[[Mode, Variant, int], dict[str, Any]], per_variant: bool = True) -> None:
+    """The command line every ``bench_*.py`` shares: ``--mode``, ``--device``, ``--threads``, ``--out``.
+
+    ``run(mode, variant, threads)`` is called once per device variant (fp32, bf16, compiled on CUDA; fp32 on CPU)
+    when ``per_variant``, else once for the plain variant of the chosen device.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--mode", choices=sorted(MODES), default="quick")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    variants = variants_for(device) if per_variant else [Variant(device)]
+    results = [run(MODES[args.mode], variant, args.threads) for variant in variants]
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results if per_variant else results[0], handle, indent=2)
+
