@@ -9,7 +9,18 @@ import math
 import pytest
 
 from rvperceiver.errors import ConfigError, DataError
-from rvperceiver.experiments.bc import MODELS, PROFILES, BCProfile, _ensure_demos, get_bc_profile, run_bc_study
+from rvperceiver.experiments.bc import (
+    MODELS,
+    PATCH_MODEL,
+    PROFILES,
+    BCProfile,
+    _ensure_demos,
+    _model_config,
+    get_bc_profile,
+    learned_models,
+    run_bc_study,
+)
+from rvperceiver.views.tokenize import TokenLayout
 
 TINY = BCProfile(
     name="tiny",
@@ -29,6 +40,7 @@ TINY = BCProfile(
     replan_every=2,
     strip_episodes=1,
     torch_threads=None,
+    patch_perceiver=True,
 )
 
 
@@ -40,9 +52,10 @@ def test_tiny_study_writes_a_complete_table_and_json(tmp_path):
     assert on_disk["runs"] == json.loads(json.dumps(results["runs"]))
     assert on_disk["complete"] is True and "Incomplete" not in (out / "report.md").read_text()
 
-    # Every learned model has one run per seed, trained for the same number of steps on the same demos.
+    # Every learned model (with the patch-token diagnostic, which TINY asks for) has one run per seed, trained for
+    # the same number of steps on the same demos.
     models = [r["model"] for r in on_disk["runs"]]
-    assert sorted(models) == sorted(MODELS)
+    assert sorted(models) == sorted((*MODELS, PATCH_MODEL))
     assert {r["steps"] for r in on_disk["runs"]} == {3}
     for run in on_disk["runs"]:
         assert 0.0 <= run["closed_loop"]["success_rate"] <= 1.0
@@ -65,6 +78,7 @@ def test_tiny_study_writes_a_complete_table_and_json(tmp_path):
     assert views["raw_perceiver"]["transform"] == "identity"
     assert views["spectral_fourier"]["transform"] == "rfft"
     assert views["cnn"]["token_mode"] == "pixel"
+    assert views[PATCH_MODEL]["token_mode"] == "patch" and views[PATCH_MODEL]["transform"] == "identity"
 
     # References on the same seeds; the mean predictor's NMSE on held-out data is about 1 by definition.
     refs = on_disk["references"]
@@ -73,10 +87,11 @@ def test_tiny_study_writes_a_complete_table_and_json(tmp_path):
     assert 0.5 < refs["mean_trajectory"]["test"]["nmse"] < 5.0
 
     report = (out / "report.md").read_text()
-    for label in ("mean-trajectory predictor", "oracle ceiling", "raw scalar tokens", "forced Fourier", "CNN"):
+    for label in ("mean-trajectory predictor", "oracle ceiling", "raw scalar tokens", "forced Fourier", "CNN", "patch tokens"):
         assert label in report
     table = [line for line in report.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 3 + len(MODELS)  # header + references + learned models
+    assert len(table) == 1 + 3 + len(MODELS) + 1  # header + references + learned models + the patch row
+    assert table[-1].startswith("| Perceiver, raw 4×4 patch tokens")
     assert (out / "strips" / "raw_perceiver_seed0.png").exists()
 
     # Demos made with the study's settings are reused, not regenerated.
@@ -101,3 +116,39 @@ def test_profiles_and_bad_arguments():
         get_bc_profile("medium")
     with pytest.raises(ConfigError, match="seeds is empty"):
         run_bc_study(TINY, "unused-dir", seeds=[])
+
+
+def test_long_profile_reuses_quick_demos_and_adds_only_the_patch_row():
+    quick, long = PROFILES["quick"], PROFILES["long"]
+    # Same demos (so a work directory holding quick's files is reused) and the same Perceiver, trained longer.
+    for key in ("n_demos", "n_test_demos", "demo_seed", "test_seed", "image_size", "valid_fraction", "episode_steps"):
+        assert getattr(long, key) == getattr(quick, key), key
+    assert (long.t_obs, long.t_pred, long.batch_size, long.seeds) == (2, 8, 16, (0,))
+    assert long.perceiver == quick.perceiver and long.steps > quick.steps
+    # Quick trains exactly what its committed results show; long and full add the patch-token Perceiver.
+    assert learned_models(quick) == ("cnn", "spectral_fourier", "raw_perceiver")
+    assert PATCH_MODEL in learned_models(long) and PATCH_MODEL in learned_models(PROFILES["full"])
+    assert get_bc_profile("long") is long
+
+
+def test_patch_model_config_gives_512_tokens_of_48_values(tmp_path):
+    long = PROFILES["long"]
+    config = _model_config(PATCH_MODEL, long, tmp_path / "demos.hdf5", 0, tmp_path / "run")
+    view = config.policy.view
+    assert (view.token_mode, view.patch_size, view.transform, view.pre_norm) == ("patch", 4, "identity", "zscore")
+    assert config.policy.backbone == "perceiver" and config.steps == long.steps
+    raw = _model_config("raw_perceiver", long, tmp_path / "demos.hdf5", 0, tmp_path / "run")
+    assert config.policy.perceiver == raw.policy.perceiver and config.optim.lr == raw.optim.lr
+    layout = TokenLayout.from_input_shape((long.t_obs, long.image_size, long.image_size, 3), "patch", view.patch_size)
+    assert (layout.num_tokens, layout.token_channels) == (512, 48)
+    with pytest.raises(ConfigError, match="unknown model 'spectral_adaptive'"):
+        _model_config("spectral_adaptive", long, tmp_path / "demos.hdf5", 0, tmp_path / "run")
+
+
+def test_cli_accepts_long_for_bc_only(tmp_path, capsys):
+    from rvperceiver.cli import build_parser, main
+
+    assert build_parser().parse_args(["experiment", "bc", "--profile", "long", "--out", "x"]).profile == "long"
+    assert main(["experiment", "theory", "--profile", "long", "--out", str(tmp_path / "theory")]) == 2
+    assert "profile 'long' exists only for the bc experiment" in capsys.readouterr().err
+    assert not (tmp_path / "theory").exists()

@@ -160,6 +160,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import main_experiment
 
     out = Path(args.out)
+    if args.profile == "long" and args.name != "bc":
+        raise RVPerceiverError(
+            f"profile 'long' exists only for the bc experiment; {args.name} takes --profile quick or full"
+        )
     if _holds_results_of(out, args.name) and not args.overwrite:
         raise RVPerceiverError(
             f"{out} already holds results of {args.name}; pass --overwrite to replace them (results of the other "
@@ -278,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="the seed's studies (tiny-difference, frequency-shift, theory) and the "
                        "Reacher behaviour-cloning comparison (bc)")
     p.add_argument("name", choices=("tiny-difference", "frequency-shift", "theory", "bc"))
-    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--profile", choices=("quick", "long", "full"), default="quick",
+                   help="long: bc only (quick's demos and model, 5x the steps, plus a patch-token Perceiver)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     p.add_argument("--out", required=True, help="directory for results.json, report.md and plots")
     p.add_argument("--work", default=None, help="bc only: where demos and checkpoints go (default OUT/work)")

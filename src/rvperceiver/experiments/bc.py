@@ -5,7 +5,9 @@ One call, :func:`run_bc_study`, does everything from nothing:
 1. generate the scripted expert's demos (training file and a separate held-out test file) unless they exist;
 2. train, on the same demos and for the same number of gradient steps, each learned model:
    a Perceiver on raw scalar tokens (identity view, z-scored per token), the same Perceiver on the seed's Fourier
-   view (centre → packed rfft over the flat token axis → z-score per bin), and a small spatial-softmax CNN;
+   view (centre → packed rfft over the flat token axis → z-score per bin), and a small spatial-softmax CNN; the
+   ``long`` and ``full`` profiles add the same Perceiver on raw 4×4 patch tokens, a diagnostic that separates "the
+   Perceiver fails on these frames" from "scalar tokenisation fails on these frames";
 3. let the seed's adaptive rule choose raw or Fourier on the training split. Its two candidates are exactly the
    two forced views above, so the "adaptive" row *is* one of those runs; it is reported as such (with the
    participation ratios that decided it) instead of training an identical model twice;
@@ -29,7 +31,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +49,37 @@ from rvperceiver.train.metrics import collapse_verdict, nmse, spread_ratio
 from rvperceiver.train.run import VIEW_CHOICE_FILE, choose_view_for_windows, train_from_config
 from rvperceiver.utils import atomic_write_text
 
-__all__ = ["BCProfile", "MODELS", "PROFILES", "get_bc_profile", "render_report", "run_bc_study"]
+__all__ = [
+    "BCProfile",
+    "MODELS",
+    "PATCH_MODEL",
+    "PROFILES",
+    "get_bc_profile",
+    "learned_models",
+    "render_report",
+    "run_bc_study",
+]
 
 RAW_VIEW: dict[str, Any] = {"token_mode": "scalar", "transform": "identity", "pre_norm": "zscore", "post_norm": "none"}
 FOURIER_VIEW: dict[str, Any] = {"token_mode": "scalar", "transform": "rfft", "pre_norm": "centre", "post_norm": "zscore"}
 CNN_VIEW: dict[str, Any] = {"token_mode": "pixel", "transform": "identity", "pre_norm": "zscore", "post_norm": "none"}
+# 4x4 patches of a 2x64x64x3 window: 2*16*16 = 512 tokens of 48 values, each value z-scored.
+PATCH_VIEW: dict[str, Any] = {
+    "token_mode": "patch",
+    "patch_size": 4,
+    "transform": "identity",
+    "pre_norm": "zscore",
+    "post_norm": "none",
+}
 
-# The learned models in the order of the table; "spectral_adaptive" is resolved to one of the forced views.
+# The learned models every profile trains, in the order of the table; "spectral_adaptive" is resolved to one of
+# the forced views.
 MODELS: tuple[str, ...] = ("raw_perceiver", "spectral_adaptive", "spectral_fourier", "cnn")
+# The diagnostic row only profiles with ``patch_perceiver=True`` train (placed last in the table).
+PATCH_MODEL = "patch_perceiver"
 # Training order: cheapest first, so a run cut short still has results (results.json is rewritten after each).
-TRAIN_ORDER: tuple[str, ...] = ("cnn", "spectral_fourier", "raw_perceiver")
+# The patch Perceiver (512 tokens) is far cheaper than the scalar-token ones (24,576 tokens), so it goes second.
+TRAIN_ORDER: tuple[str, ...] = ("cnn", PATCH_MODEL, "spectral_fourier", "raw_perceiver")
 MODEL_LABELS = {
     "expert": "scripted expert (DLS IK + PD)",
     "mean_trajectory": "mean-trajectory predictor",
@@ -65,6 +88,7 @@ MODEL_LABELS = {
     "spectral_adaptive": "Perceiver, adaptive view",
     "spectral_fourier": "Perceiver, forced Fourier view",
     "cnn": "spatial-softmax CNN",
+    PATCH_MODEL: "Perceiver, raw 4×4 patch tokens (diagnostic)",
 }
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
@@ -72,10 +96,12 @@ TEST_FILE = "test_demos.hdf5"
 
 @dataclass(frozen=True)
 class BCProfile:
-    """Sizes of one study. ``quick`` fits ~45 minutes on 2 shared CPU cores; ``full`` is meant for a GPU.
+    """Sizes of one study. ``quick`` fits ~45 minutes on 2 shared CPU cores, ``long`` is quick with five times
+    the steps plus the patch-token row (for 2 idle cores); ``full`` is meant for a GPU.
 
     ``perceiver`` and ``cnn`` are override mappings for the backbones' configs; ``steps`` and ``batch_size`` are
-    the same for every learned model, so they all see the same number of examples.
+    the same for every learned model, so they all see the same number of examples. ``patch_perceiver`` adds the
+    Perceiver on raw patch tokens (same backbone settings as the scalar-token Perceivers).
     """
 
     name: str
@@ -101,6 +127,7 @@ class BCProfile:
     torch_threads: int | None = None
     strip_episodes: int = 4
     episode_steps: int | None = None  # None = the simulator's default episode length (demos only)
+    patch_perceiver: bool = False
 
 
 PROFILES: dict[str, BCProfile] = {
@@ -120,6 +147,22 @@ PROFILES: dict[str, BCProfile] = {
         cnn={},
         torch_threads=2,
     ),
+    # quick's demos (so a --work directory holding them is reused) and model, trained five times longer, plus the
+    # patch-token Perceiver. 1500 steps of batch 16 = 24,000 examples, about 3.3 epochs of the 7,380 windows.
+    "long": BCProfile(
+        name="long",
+        n_demos=200,
+        n_test_demos=20,
+        t_obs=2,
+        t_pred=8,
+        steps=1500,
+        batch_size=16,
+        seeds=(0,),
+        perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
+        cnn={},
+        torch_threads=2,
+        patch_perceiver=True,
+    ),
     "full": BCProfile(
         name="full",
         n_demos=1000,
@@ -134,8 +177,14 @@ PROFILES: dict[str, BCProfile] = {
         perceiver_lr=3e-4,
         warmup_steps=200,
         eval_episodes=100,
+        patch_perceiver=True,
     ),
 }
+
+
+def learned_models(profile: BCProfile) -> tuple[str, ...]:
+    """The models this profile trains, in training order (the adaptive row is not trained separately)."""
+    return tuple(m for m in TRAIN_ORDER if m != PATCH_MODEL or profile.patch_perceiver)
 
 
 def get_bc_profile(name: str) -> BCProfile:
@@ -182,8 +231,11 @@ def _model_config(model: str, profile: BCProfile, data_path: Path, seed: int, ou
     if model == "cnn":
         view, backbone, lr = CNN_VIEW, "cnn", profile.cnn_lr
     else:
-        view = RAW_VIEW if model == "raw_perceiver" else FOURIER_VIEW
-        backbone, lr = "perceiver", profile.perceiver_lr
+        views = {"raw_perceiver": RAW_VIEW, "spectral_fourier": FOURIER_VIEW, PATCH_MODEL: PATCH_VIEW}
+        if model not in views:
+            raise ConfigError(f"bc study: unknown model {model!r}; expected one of {', '.join(TRAIN_ORDER)}")
+        view, backbone = views[model], "perceiver"
+        lr = profile.perceiver_lr
     raw = {
         "data": {
             "path": str(data_path),
@@ -405,7 +457,7 @@ def run_bc_study(
         atomic_write_text(out / "report.md", render_report(results))
 
     for seed in run_seeds:
-        for model in TRAIN_ORDER:
+        for model in learned_models(prof):
             run_dir = work / "runs" / f"{model}_seed{seed}"
             config = _model_config(model, prof, train_path, seed, run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -510,7 +562,7 @@ def _summarise(references: dict[str, Any], runs: list[dict[str, Any]]) -> list[d
                 "train_wall_s": None,
             }
         )
-    for name in MODELS:
+    for name in (*MODELS, PATCH_MODEL):
         mine = [r for r in runs if r["model"] == name]
         if not mine:
             continue
@@ -540,6 +592,14 @@ def _fmt(stat: dict[str, Any] | None, scale: float = 1.0, digits: int = 2, perce
     return text
 
 
+def _load_note(machine: dict[str, Any]) -> str:
+    """How to read the wall times: a 1-minute load at start above half the cores means other jobs were running."""
+    load, cores = machine.get("load_average_at_start") or [], machine.get("cpu_count") or 1
+    if load and load[0] <= 0.5 * cores:
+        return "the cores were nearly idle at the start; other jobs may still have started later"
+    return "the cores were shared, so wall times are upper bounds"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The markdown report: setup, the table, the adaptive choice, and where everything else is."""
     prof = results["profile"]
@@ -564,6 +624,17 @@ def render_report(results: dict[str, Any]) -> str:
         f"{settings['success_radius'] * 100:.0f} cm of the target after {settings['episode_steps']} steps. "
         f"Offline EE error: mean Euclidean error per predicted step on {prof['n_test_demos']} held-out demos "
         f"(env seeds from {prof['test_seed']}); validation NMSE on the validation split (1.0 = the mean predictor).",
+        *(
+            [
+                "",
+                "The patch-token row is a diagnostic: the same Perceiver (same size, learning rate and steps) on "
+                "non-overlapping 4×4 patches (2 × 16 × 16 = 512 tokens of 48 values, raw identity view, z-scored) "
+                "instead of one token per pixel channel, to tell apart a failure of the Perceiver on these frames "
+                "from a failure of scalar tokenisation.",
+            ]
+            if any(r["model"] == PATCH_MODEL for r in results["runs"])
+            else []
+        ),
         "",
         "| model | closed-loop success | mean final distance (mm) | offline EE error (mm) | validation NMSE | "
         "collapse verdict | train wall time (s) |",
@@ -610,7 +681,7 @@ def render_report(results: dict[str, Any]) -> str:
         f"Machine: {machine['platform']}, {machine['cpu_count']} CPU cores ({machine['torch_threads']} torch threads), "
         f"torch {machine['torch']}, GPU: {machine['cuda'] or 'none'}. "
         f"Load average at start: {', '.join(f'{v:.1f}' for v in machine.get('load_average_at_start', []))} "
-        f"(the cores were shared, so wall times are upper bounds). Date: {results['date']}. "
+        f"({_load_note(machine)}). Date: {results['date']}. "
         f"Study wall time: {results['wall_time_s']:.0f} s.",
         "",
     ]
