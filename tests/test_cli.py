@@ -132,3 +132,16 @@ def test_experiments_share_a_directory_but_do_not_overwrite_themselves(tmp_path:
     assert not _holds_results_of(tmp_path, "tiny-difference")
     assert main(["experiment", "theory", "--out", str(tmp_path)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_eval_and_predict_all_on_a_file_without_validation_episodes(run_dir: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    held_out = tmp_path / "held_out.hdf5"
+    assert main(["sim", "generate", "--episodes", "2", "--seed", "500", "--valid-fraction", "0",
+                 "--out", str(held_out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(held_out)]) == 0
+    assert _json_out(capsys)["samples"] == 2 * (50 - 2 - 4 + 1)
+    out = tmp_path / "pred.json"
+    assert main(["predict", "--checkpoint", str(run_dir), "--data", str(held_out), "--out", str(out)]) == 0
+    assert len(json.loads(out.read_text())) == 2 * (50 - 2 - 4 + 1)

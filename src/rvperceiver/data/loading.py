@@ -19,7 +19,7 @@ from rvperceiver.errors import DataError
 
 __all__ = ["WindowSplit", "load_windows", "windows_for_split"]
 
-SPLITS = ("train", "valid", "all")
+SPLITS = ("train", "valid")
 
 
 @dataclass
@@ -74,13 +74,11 @@ def _windows(episodes: EpisodeSet, names: list[str], side: str, t_obs: int, t_pr
 
 
 def windows_for_split(windows: WindowSplit, which: str) -> WindowDataset:
-    """The windows of one side (``train``/``valid``) or of every episode (``all``)."""
+    """The windows of one side of the split, ``train`` or ``valid``."""
     if which not in SPLITS:
         raise DataError(f"split must be one of {list(SPLITS)}, got {which!r}")
     if which == "train":
         return windows.train
-    if which == "valid":
-        if windows.valid is None:
-            raise DataError(f"{windows.source}: there is no validation split (valid_fraction was 0)")
-        return windows.valid
-    return WindowDataset(list(windows.episodes), windows.train.t_obs, windows.train.t_pred)
+    if windows.valid is None:
+        raise DataError(f"{windows.source}: there is no validation split (valid_fraction was 0)")
+    return windows.valid

@@ -150,16 +150,22 @@ def _checkpoint_windows(
 ) -> tuple[torch.nn.Module, TrainConfig, WindowDataset]:
     """Load a checkpoint and the windows of ``data`` cut with the checkpoint's own horizons and split."""
     policy, config = load_policy(checkpoint, device=device)
-    windows = load_windows(
-        data,
-        image_key=image_key if image_key is not None else config.data.image_key,
-        ee_key=ee_key if ee_key is not None else config.data.ee_key,
-        t_obs=config.data.t_obs,
-        t_pred=config.data.t_pred,
-        valid_fraction=config.data.valid_fraction if split != "all" else 0.0,
-        split_seed=config.data.split_seed,
-    )
-    dataset = windows_for_split(windows, split)
+    image_key = image_key if image_key is not None else config.data.image_key
+    ee_key = ee_key if ee_key is not None else config.data.ee_key
+    if split == "all":  # every episode: no split to make, so a file with odd or empty masks is fine too
+        episodes = open_episodes(data, image_key=image_key, ee_key=ee_key)
+        dataset = WindowDataset(list(episodes), config.data.t_obs, config.data.t_pred)
+    else:
+        windows = load_windows(
+            data,
+            image_key=image_key,
+            ee_key=ee_key,
+            t_obs=config.data.t_obs,
+            t_pred=config.data.t_pred,
+            valid_fraction=config.data.valid_fraction,
+            split_seed=config.data.split_seed,
+        )
+        dataset = windows_for_split(windows, split)
     expected_in, expected_out = tuple(policy.input_shape), tuple(policy.target_shape)
     if tuple(dataset.frame_shape) != expected_in or tuple(dataset.target_shape) != expected_out:
         raise DataError(
