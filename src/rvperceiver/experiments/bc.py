@@ -113,39 +113,28 @@ class BCProfile:
     patch_perceiver: bool = False
 
 
+_QUICK = BCProfile(
+    name="quick",
+    n_demos=200,
+    n_test_demos=20,
+    t_obs=2,
+    t_pred=8,
+    steps=300,
+    batch_size=16,
+    seeds=(0,),
+    # Much smaller than the default 64 x 128 Perceiver so that two runs fit on 2 shared CPU cores: with 64
+    # latent channels a step took 2.4 s under the load measured on 2026-11-26 (600 steps = 24 min per run),
+    # and 3 s with 32 channels once the load reached 7 (hence 300 steps).
+    perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
+    cnn={},
+    torch_threads=2,
+)
+
 PROFILES: dict[str, BCProfile] = {
-    "quick": BCProfile(
-        name="quick",
-        n_demos=200,
-        n_test_demos=20,
-        t_obs=2,
-        t_pred=8,
-        steps=300,
-        batch_size=16,
-        seeds=(0,),
-        # Much smaller than the default 64 x 128 Perceiver so that two runs fit on 2 shared CPU cores: with 64
-        # latent channels a step took 2.4 s under the load measured on 2026-11-26 (600 steps = 24 min per run),
-        # and 3 s with 32 channels once the load reached 7 (hence 300 steps).
-        perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
-        cnn={},
-        torch_threads=2,
-    ),
+    "quick": _QUICK,
     # quick's demos (so a --work directory holding them is reused) and model, trained five times longer, plus the
     # patch-token Perceiver. 1500 steps of batch 16 = 24,000 examples, about 3.3 epochs of the 7,380 windows.
-    "long": BCProfile(
-        name="long",
-        n_demos=200,
-        n_test_demos=20,
-        t_obs=2,
-        t_pred=8,
-        steps=1500,
-        batch_size=16,
-        seeds=(0,),
-        perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
-        cnn={},
-        torch_threads=2,
-        patch_perceiver=True,
-    ),
+    "long": dataclasses.replace(_QUICK, name="long", steps=1500, patch_perceiver=True),
     "full": BCProfile(
         name="full",
         n_demos=1000,

@@ -28,7 +28,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from rvperceiver.data.synthetic import SyntheticTask, carrier_positions_1d, image_carrier_pixels
+from rvperceiver.data.synthetic import (
+    SyntheticTask,
+    carrier_positions_1d,
+    image_carrier_pixels,
+)
 from rvperceiver.errors import ConfigError
 from rvperceiver.experiments import plots
 from rvperceiver.experiments.report import claim_verdicts, render_report
@@ -48,6 +52,7 @@ from rvperceiver.model.policy import Policy, PolicyConfig
 from rvperceiver.train.config import OptimConfig, ScheduleConfig, TrainConfig
 from rvperceiver.train.loop import CollapseWarning, train
 from rvperceiver.train.metrics import collapse_verdict
+from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import AdaptiveChoice, choose_view
 from rvperceiver.views.stats import RunningMoments, participation_ratio
 from rvperceiver.views.view import ViewConfig
@@ -242,9 +247,7 @@ def _merge_records(path: Path, experiment: str, new: list[dict[str, Any]]) -> li
 def _write_outputs(out: Path, name: str, profile: Profile, seeds: tuple[int, ...], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     results_path = out / "results.json"
     all_records = _merge_records(results_path, name, records)
-    tmp = results_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(all_records, indent=1, allow_nan=True))
-    tmp.replace(results_path)
+    atomic_write_text(results_path, json.dumps(all_records, indent=1, allow_nan=True))
     experiments = sorted({r["experiment"] for r in all_records})
     title = f"Seed experiments ({', '.join(experiments)}; profile {profile.name})"
     setup = _setup_lines(name, profile, seeds, profile.grid(name) if name != "theory" else ())

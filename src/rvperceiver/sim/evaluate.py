@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rvperceiver.data.episodes import Episode
+from rvperceiver.data.index import SampleIndex
 from rvperceiver.errors import InputError
 from rvperceiver.sim.expert import ReacherExpert
 from rvperceiver.sim.reacher import (
@@ -84,13 +85,17 @@ def constant_policy_fn(mean_traj: np.ndarray) -> PolicyFn:
 
 
 def target_windows(episodes: Sequence[Episode], t_obs: int, t_pred: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    """Every ``(frames [t_obs, H, W, C], ee [t_pred, D])`` window inside an episode (never across two)."""
-    for episode in episodes:
-        for start in range(episode.length - t_obs - t_pred + 1):
-            yield (
-                episode.frames[start : start + t_obs],
-                episode.ee[start + t_obs : start + t_obs + t_pred],
-            )
+    """Every ``(frames [t_obs, H, W, C], ee [t_pred, D])`` window inside an episode (never across two), as the
+    training data's :class:`SampleIndex` cuts them; episodes too short for a window are skipped."""
+    usable = [episode for episode in episodes if episode.length >= t_obs + t_pred]
+    if not usable:
+        return
+    for episode_id, start in SampleIndex.build([e.length for e in usable], t_obs, t_pred).pairs:
+        episode = usable[episode_id]
+        yield (
+            episode.frames[start : start + t_obs],
+            episode.ee[start + t_obs : start + t_obs + t_pred],
+        )
 
 
 def mean_target_trajectory(episodes: Sequence[Episode], t_obs: int, t_pred: int) -> np.ndarray:

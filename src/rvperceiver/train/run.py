@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from rvperceiver.data.formats import DEFAULT_KEYS, detect_format, open_episodes
 from rvperceiver.data.loading import WindowSplit, load_windows, windows_for_split
@@ -26,7 +26,12 @@ from rvperceiver.errors import CheckpointError, DataError, InputError
 from rvperceiver.train.checkpoint import load_policy
 from rvperceiver.train.config import TrainConfig, to_dict
 from rvperceiver.train.evaluate import evaluate
-from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, train
+from rvperceiver.train.loop import (
+    CHECKPOINT_DIRNAME,
+    TrainResult,
+    check_output_dir,
+    train,
+)
 from rvperceiver.train.stats_cache import StatsCache
 from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
@@ -46,14 +51,13 @@ VIEW_CHOICE_FILE = "view_choice.json"
 SPLIT_FILE = "split.json"
 
 
-def _frame_batches(dataset: Dataset, batch_size: int = 64, max_samples: int = 0) -> list[torch.Tensor]:
-    """The frames of ``dataset`` as a re-iterable list of batches (the view statistics stream over it)."""
+def _frame_batches(dataset: Dataset, batch_size: int = 64, max_samples: int = 0) -> DataLoader:
+    """The first ``max_samples`` (0 = all) examples of ``dataset`` in batches, streamed: a DataLoader is
+    re-iterable, so the view statistics can make their passes without holding every frame in memory."""
     size = len(dataset)  # type: ignore[arg-type]
-    limit = size if max_samples <= 0 else min(size, max_samples)
-    batches = []
-    for start in range(0, limit, batch_size):
-        batches.append(torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, limit))]))
-    return batches
+    if 0 < max_samples < size:
+        dataset = Subset(dataset, range(max_samples))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
 def choose_view_for_windows(dataset: WindowDataset, token_mode: str, patch_size: int, max_samples: int = 0) -> AdaptiveChoice:
@@ -309,7 +313,12 @@ def simulate_checkpoint(
     frames like those it was trained on and no evaluation seed was a training seed. The mean-trajectory
     predictor and the expert run on the same seeds for reference; ``demos`` adds the offline per-step EE error.
     """
-    from rvperceiver.sim.evaluate import closed_loop_eval, mean_target_trajectory, offline_ee_error, policy_fn_from_policy
+    from rvperceiver.sim.evaluate import (
+        closed_loop_eval,
+        mean_target_trajectory,
+        offline_ee_error,
+        policy_fn_from_policy,
+    )
     from rvperceiver.sim.generate import training_seed_range
 
     policy, config = load_policy(checkpoint, device=device)
