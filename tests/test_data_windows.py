@@ -88,3 +88,31 @@ def test_inconsistent_or_short_episodes(episodes: list[Episode]) -> None:
     with pytest.warns(UserWarning, match="demo_1"):
         dataset = WindowDataset(episodes, 4, 4, skip_short=True)
     assert set(dataset.index.pairs[:, 0].tolist()) == {0, 2}
+
+
+def _with_state(episode: Episode) -> Episode:
+    steps = np.arange(episode.length, dtype=np.float64)
+    episode.extras["joint_pos"] = np.stack([steps, -steps], axis=1)  # [L, 2]
+    episode.extras["gripper"] = steps * 10  # [L]: one column
+    return episode
+
+
+def test_low_dim_observations_come_with_the_frames_of_the_same_steps(episodes: list[Episode]) -> None:
+    dataset = WindowDataset([_with_state(e) for e in episodes], 2, 3, state_keys=("joint_pos", "gripper"))
+    assert dataset.state_shape == (2, 3)
+    for i in (0, 5, len(dataset) - 1):
+        _, start = dataset.index[i]
+        observation, target = dataset[i]
+        assert set(observation) == {"observation.image", "observation.state"}
+        assert observation["observation.image"][:, 0, 0, 0].tolist() == [start, start + 1]
+        state = observation["observation.state"]
+        assert state.dtype == torch.float32
+        assert state.tolist() == [[start, -start, 10 * start], [start + 1, -start - 1, 10 * (start + 1)]]
+    batch, _ = next(iter(DataLoader(dataset, batch_size=4)))
+    assert batch["observation.state"].shape == (4, 2, 3) and batch["observation.image"].shape == (4, 2, 4, 4, 3)
+    assert WindowDataset(episodes, 2, 3).state_shape is None
+
+
+def test_a_missing_low_dim_key_lists_the_keys_present(episodes: list[Episode]) -> None:
+    with pytest.raises(DataError, match=r"low-dim observation key 'joint_vel' not found .*present: \['gripper', 'joint_pos'\]"):
+        WindowDataset([_with_state(e) for e in episodes], 2, 3, state_keys=("joint_vel",))

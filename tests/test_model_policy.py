@@ -149,3 +149,77 @@ def test_state_dict_round_trip_reproduces_predictions() -> None:
     clone.eval()
     with torch.no_grad():
         assert torch.equal(policy.predict(frames), clone.predict(frames))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-step interface and low-dim observations
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _fitted_policy(config: PolicyConfig | None = None) -> Policy:
+    torch.manual_seed(0)
+    policy = build_policy(config or _config(), INPUT_SHAPE, TARGET_SHAPE)
+    frames, targets = _data()
+    policy.fit_statistics([frames], targets)
+    return policy.eval()
+
+
+def test_select_action_runs_the_chunk_of_the_padded_window() -> None:
+    from rvperceiver.model.rollout import RolloutConfig
+
+    policy = _fitted_policy(_config(rollout=RolloutConfig(n_action_steps=2)))
+    frames, _ = _data(seed=3, count=1)
+    episode = frames[0]  # two distinct frames
+    policy.reset()
+    first = policy.select_action({"observation.image": episode[0].numpy()})
+    second = policy.select_action({"observation.image": episode[1].numpy()})
+    third = policy.select_action(episode[1].numpy())  # a bare frame is accepted too
+    padded = torch.stack([episode[0], episode[0]]).unsqueeze(0)
+    chunk = policy.predict_chunk({"observation.image": padded})[0]
+    assert first.shape == (3,)
+    assert torch.equal(first, chunk[0]) and torch.equal(second, chunk[1])  # one chunk serves 2 steps
+    newer = policy.predict_chunk(torch.stack([episode[0], episode[1], episode[1]])[1:].unsqueeze(0))[0]
+    assert torch.equal(third, newer[0])  # the history slid by one frame, then a new chunk
+    policy.reset()
+    assert torch.equal(policy.select_action(episode[0].numpy()), first)  # reset forgets the episode
+
+
+def test_set_rollout_changes_execution_not_the_network() -> None:
+    from rvperceiver.model.rollout import RolloutConfig
+
+    policy = _fitted_policy()
+    weights = {k: v.clone() for k, v in policy.state_dict().items()}
+    policy.set_rollout(RolloutConfig(setpoint="chunk_end", n_action_steps=4))
+    frame = _data(count=1)[0][0, 0].numpy()
+    policy.reset()
+    chunk = policy.predict_chunk(torch.from_numpy(frame).expand(1, 2, *frame.shape))[0]
+    assert torch.equal(policy.select_action(frame), chunk[-1])
+    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(ConfigError, match="n_action_steps is 5"):
+        policy.set_rollout(RolloutConfig(n_action_steps=5))
+
+
+def test_a_backbone_that_does_not_take_low_dim_observations_is_refused() -> None:
+    with pytest.raises(ConfigError, match="does not take low-dim observations"):
+        build_policy(_config(backbone="cnn", view=ViewConfig(token_mode="pixel")), INPUT_SHAPE, TARGET_SHAPE, (2, 5))
+
+
+def test_low_dim_observations_are_normalised_and_reach_a_backbone_that_takes_them(state_taking_cnn) -> None:
+    policy = build_policy(_config(backbone="cnn", view=ViewConfig(token_mode="pixel")), INPUT_SHAPE, TARGET_SHAPE, (2, 5))
+    frames, targets = _data()
+    state = 3.0 + 2.0 * torch.randn(len(frames), 2, 5)
+    batches = [({"observation.image": frames, "observation.state": state}, targets)]
+    summary = policy.fit_statistics(batches, batches)
+    assert "state" in summary and policy.is_fitted
+    assert torch.allclose(policy.state_norm.offset, state.reshape(-1, 5).mean(0), atol=1e-5)
+    out = policy({"observation.image": frames, "observation.state": state})
+    assert out.shape == (len(frames), *TARGET_SHAPE)
+    seen = policy.backbone.seen[-1]
+    assert abs(float(seen.mean())) < 0.2 and abs(float(seen.std()) - 1.0) < 0.2  # z-scored before the backbone
+    with pytest.raises(InputError, match="low-dim observations"):
+        policy(frames)
+    with pytest.raises(InputError, match=r"expects \[B, 2, 5\]"):
+        policy({"observation.image": frames, "observation.state": state[:, :, :4]})
+    policy.eval().reset()
+    action = policy.select_action({"observation.image": frames[0, 0].numpy(), "observation.state": state[0, 0].numpy()})
+    assert action.shape == (3,)

@@ -29,3 +29,27 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_line = next(line for line in lines[:8] if "pytest" in line)
     command = test_line.split("#")[0].strip()
     assert command in CI.read_text(encoding="utf-8").splitlines()
+
+
+def test_environment_loop_example_runs_a_trained_checkpoint(tmp_path) -> None:
+    """The README's own-loop example, on a checkpoint trained here for a few steps on 64x64 Reacher demos."""
+    from rvperceiver.data.windows import WindowDataset
+    from rvperceiver.sim import generate_demos
+    from rvperceiver.train import load_config, train
+
+    demos = generate_demos(2, seed=0, image_size=64)
+    windows = WindowDataset(demos, 2, 8)
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml",
+        ["data.t_pred=8", "steps=2", "eval_every=2", "checkpoint_every=2", "policy.backbone=cnn",
+         "policy.view.transform=identity", "policy.view.pre_norm=zscore", "policy.view.post_norm=none"],
+    )
+    train(config, windows, None, out_dir=tmp_path / "run", progress=False)
+    block = next(b for b in _python_blocks(README.read_text(encoding="utf-8")) if "select_action" in b)
+    assert len([line for line in block.splitlines() if line.strip()]) <= 10
+    assert '"runs/reacher"' in block
+    namespace: dict = {}
+    exec(compile(block.replace('"runs/reacher"', repr(str(tmp_path / "run"))), "README.md", "exec"), namespace)
+    assert namespace["step"] == 49 and namespace["setpoint"].shape == (3,)
+    assert namespace["observation"].shape == (10,)  # Reacher-v5's own observation: a plain Gymnasium step
+    namespace["env"].close()

@@ -452,3 +452,10 @@ def test_video_that_fails_to_decode(capsys, tmp_path: Path) -> None:
     videos[0].write_bytes(b"\x00\x01 not a video " * 64)
     message = _refused(capsys, "inspect", "--data", root)
     assert "cannot decode video" in message and str(videos[0]) in message
+
+
+def test_missing_low_dim_observation_key_lists_the_keys_present(capsys, data: Path, tmp_path: Path) -> None:
+    message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "data.state_keys=[joint_pos]", *QUIET,
+                       "--out", tmp_path / "r")
+    assert f"{data}, training split: low-dim observation key 'joint_pos' not found in episode" in message
+    assert "per-step keys present: [" in message

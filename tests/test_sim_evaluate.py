@@ -131,3 +131,59 @@ def test_offline_error_and_mean_trajectory():
     assert np.allclose(mean, targets.mean(axis=0), atol=1e-6)
     expected = np.linalg.norm(targets - mean, axis=2).mean()
     assert offline_ee_error(constant_policy_fn(mean), episodes, T_OBS, T_PRED) == pytest.approx(expected, rel=1e-5)
+
+
+def _fitted_policy(rollout=None):
+    from rvperceiver.data.windows import WindowDataset
+    from rvperceiver.model import CNNConfig, PolicyConfig, build_policy
+    from rvperceiver.model.rollout import RolloutConfig
+    from rvperceiver.views import ViewConfig
+
+    torch.manual_seed(0)
+    windows = WindowDataset(generate_demos(2, seed=40, image_size=32), T_OBS, T_PRED)
+    frames = torch.stack([windows[i][0] for i in range(0, len(windows), 4)])
+    targets = torch.stack([windows[i][1] for i in range(0, len(windows), 4)])
+    config = PolicyConfig(
+        view=ViewConfig(token_mode="pixel", pre_norm="zscore"), backbone="cnn",
+        cnn=CNNConfig(channels=(4,), kernel_sizes=(3,), strides=(2,), num_keypoints=4, mlp_channels=8),
+        rollout=rollout or RolloutConfig(),
+    )
+    policy = build_policy(config, (T_OBS, 32, 32, 3), (T_PRED, 3))
+    policy.fit_statistics([frames], targets)
+    return policy
+
+
+def test_a_policy_runs_through_its_own_select_action_with_the_same_result_as_its_chunk_function():
+    from rvperceiver.model.rollout import RolloutConfig
+
+    policy = _fitted_policy(RolloutConfig(n_action_steps=1))
+    settings = dict(n_episodes=1, seed=SEEDS[0], t_obs=T_OBS, t_pred=T_PRED, replan_every=3, image_size=32,
+                    expert_reference=False)
+    calls = []
+    original = policy.select_action
+    policy.select_action = lambda observation: calls.append(1) or original(observation)
+    through_policy = closed_loop_eval(policy, aim="step", **settings)
+    assert len(calls) == 50  # one select_action per step: the loop is the policy's own per-step interface
+    through_fn = closed_loop_eval(policy_fn_from_policy(policy), aim="step", **settings)
+    assert through_policy["episodes"] == through_fn["episodes"]
+    assert policy.config.rollout == RolloutConfig(n_action_steps=1)  # the evaluation's rollout was undone
+    assert through_policy["settings"]["rollout"] == {"n_action_steps": 3, "temporal_ensemble_coeff": None, "setpoint": "next"}
+
+
+def test_temporal_ensembling_predicts_every_step():
+    from rvperceiver.model.rollout import RolloutConfig
+
+    env = make_reacher(image_size=32, seed=SEEDS[0])
+    target = target_position(env)
+    env.close()
+    calls = {"n": 0}
+
+    def policy_fn(frames: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        return np.repeat(target[None], T_PRED, axis=0)
+
+    result = closed_loop_eval(
+        policy_fn, n_episodes=1, seed=SEEDS[0], t_obs=T_OBS, t_pred=T_PRED, image_size=32, expert_reference=False,
+        rollout=RolloutConfig(temporal_ensemble_coeff=0.01),
+    )
+    assert calls["n"] == 50 and result["success_rate"] == 1.0

@@ -169,3 +169,33 @@ def test_lr_schedule_warmup_then_cosine() -> None:
     assert factors[4] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
     assert factors[-1] == pytest.approx(0.1)
+
+
+class _StateDataset(torch.utils.data.Dataset):
+    """`_dataset` with a low-dim observation beside the frames, as WindowDataset yields it with state_keys."""
+
+    def __init__(self, m: int = 24) -> None:
+        self.frames, self.targets = _dataset(m).tensors
+        self.state = torch.randn(m, 2, 5, generator=torch.Generator().manual_seed(1))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int):
+        return {"observation.image": self.frames[i], "observation.state": self.state[i]}, self.targets[i]
+
+
+def test_low_dim_observations_train_checkpoint_and_resume(tmp_path: Path, state_taking_cnn) -> None:
+    overrides = ["policy.backbone=cnn", "policy.view.token_mode=pixel", "policy.cnn.channels=[4]",
+                 "policy.cnn.kernel_sizes=[3]", "policy.cnn.strides=[1]", "eval_every=2", "checkpoint_every=2"]
+    data = _StateDataset()
+    full = train(_config("steps=4", *overrides), data, data, out_dir=tmp_path / "full", progress=False)
+    assert full.policy.state_shape == (2, 5) and full.policy.state_norm.is_fitted
+    train(_config("steps=4", *overrides), data, data, out_dir=tmp_path / "cut", progress=False, stop_at_step=2)
+    resumed = train(_config("steps=4", *overrides), data, data, out_dir=tmp_path / "cut", progress=False, resume=True)
+    for name, tensor in full.policy.state_dict().items():
+        assert torch.equal(tensor, resumed.policy.state_dict()[name]), name
+    policy, _ = load_policy(tmp_path / "full")
+    batch = {"observation.image": data.frames[:3], "observation.state": data.state[:3]}
+    assert policy.state_shape == (2, 5)
+    assert torch.equal(policy.predict(batch), full.policy.predict(batch))

@@ -47,8 +47,12 @@ def load_windows(
     t_pred: int = 8,
     valid_fraction: float = 0.1,
     split_seed: int = 0,
+    state_keys: tuple[str, ...] | list[str] = (),
 ) -> WindowSplit:
     """Open ``path`` (robomimic ``.hdf5`` or LeRobot v3 directory), split by episode, and index windows.
+
+    ``state_keys`` names low-dim observations (robomimic ``obs/<key>``, LeRobot features such as
+    ``observation.state``) that every sample then carries beside its frames (see :class:`WindowDataset`).
 
     Raises :class:`DataError` when a side of the split would hold no sample (e.g. every validation episode is
     shorter than ``t_obs + t_pred``), naming the side and the episodes.
@@ -58,17 +62,19 @@ def load_windows(
         train_names, valid_names = split_episodes(episodes.names, valid_fraction, split_seed, splits=episodes.splits)
     except DataError as error:
         raise DataError(f"{episodes.source}: {error}") from None
-    train = _windows(episodes, train_names, "training", t_obs, t_pred)
-    valid = _windows(episodes, valid_names, "validation", t_obs, t_pred) if valid_names else None
+    train = _windows(episodes, train_names, "training", t_obs, t_pred, state_keys)
+    valid = _windows(episodes, valid_names, "validation", t_obs, t_pred, state_keys) if valid_names else None
     if len(train) == 0:
         raise DataError(f"{episodes.source}: the training split ({len(train_names)} episodes) holds no sample")
     return WindowSplit(episodes.source, train, valid, train_names, valid_names, episodes)
 
 
-def _windows(episodes: EpisodeSet, names: list[str], side: str, t_obs: int, t_pred: int) -> WindowDataset:
+def _windows(
+    episodes: EpisodeSet, names: list[str], side: str, t_obs: int, t_pred: int, state_keys: tuple[str, ...] | list[str]
+) -> WindowDataset:
     """The windows of one side of the split; an error says which file and which side it is about."""
     try:
-        return WindowDataset(episodes.select(names), t_obs, t_pred)
+        return WindowDataset(episodes.select(names), t_obs, t_pred, state_keys=tuple(state_keys))
     except DataError as error:
         raise DataError(f"{episodes.source}, {side} split: {error}") from None
 

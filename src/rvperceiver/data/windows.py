@@ -1,4 +1,9 @@
-"""Windows of episodes as a torch Dataset: ``t_obs`` frames in, the next ``t_pred`` end-effector positions out."""
+"""Windows of episodes as a torch Dataset: ``t_obs`` frames in, the next ``t_pred`` end-effector positions out.
+
+With low-dim observation keys (``state_keys``) the input of a sample is the mapping of ``rvperceiver.observation``
+(``observation.image`` frames and ``observation.state``, the named per-step arrays concatenated) instead of the
+bare frames tensor.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from torch.utils.data import Dataset
 from rvperceiver.data.episodes import Episode, EpisodeSet, check_consistent, validate_episode
 from rvperceiver.data.index import SampleIndex
 from rvperceiver.errors import DataError
+from rvperceiver.observation import IMAGE, STATE, combine_state
 
 __all__ = ["WindowDataset"]
 
@@ -21,7 +27,9 @@ class WindowDataset(Dataset):
     ``frames`` is a uint8 tensor ``[t_obs, H, W, C]`` = ``episode.frames[start : start + t_obs]`` and ``target``
     a float32 tensor ``[t_pred, D]`` = ``episode.ee[start + t_obs : start + t_obs + t_pred]``: the positions
     *after* the last observed frame. Both are copies, so a consumer that edits them in place cannot corrupt the
-    episodes. All episodes must share one frame shape and one end-effector width.
+    episodes. All episodes must share one frame shape and one end-effector width. ``state_keys`` names per-step
+    arrays of ``episode.extras`` (low-dim observations such as joint angles); then the input is
+    ``{observation.image: frames, observation.state: float32 [t_obs, S]}`` for the same steps as the frames.
     """
 
     def __init__(
@@ -30,6 +38,7 @@ class WindowDataset(Dataset):
         t_obs: int,
         t_pred: int,
         skip_short: bool = False,
+        state_keys: Sequence[str] = (),
     ) -> None:
         source = episodes.source if isinstance(episodes, EpisodeSet) else "<episodes>"
         self.episodes: list[Episode] = list(episodes)
@@ -51,6 +60,15 @@ class WindowDataset(Dataset):
         self.t_pred = self.index.t_pred
         # float32 once here rather than per sample.
         self._ee = [np.ascontiguousarray(e.ee, dtype=np.float32) for e in self.episodes]
+        self.state_keys = tuple(state_keys)
+        self._state = [_state_array(e, self.state_keys, source) for e in self.episodes] if self.state_keys else None
+        if self._state is not None:
+            widths = {s.shape[1] for s in self._state}
+            if len(widths) != 1:
+                raise DataError(
+                    f"{source}: low-dim observations {list(self.state_keys)} have widths {sorted(widths)} in "
+                    f"different episodes; all episodes must agree"
+                )
 
     @property
     def frame_shape(self) -> tuple[int, int, int, int]:
@@ -62,10 +80,15 @@ class WindowDataset(Dataset):
         """Shape of one sample's target, ``(t_pred, D)``."""
         return (self.t_pred, self.episodes[0].ee_dim)
 
+    @property
+    def state_shape(self) -> tuple[int, int] | None:
+        """Shape of one sample's low-dim observations, ``(t_obs, S)``, or None without ``state_keys``."""
+        return None if self._state is None else (self.t_obs, int(self._state[0].shape[1]))
+
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int) -> tuple[torch.Tensor | dict[str, torch.Tensor], torch.Tensor]:
         size = len(self.index)
         if not -size <= int(item) < size:
             raise IndexError(f"sample {item} out of range for a dataset of {size} samples")
@@ -73,7 +96,11 @@ class WindowDataset(Dataset):
         frames = self.episodes[episode_id].frames[start : start + self.t_obs]
         first_target = start + self.t_obs
         target = self._ee[episode_id][first_target : first_target + self.t_pred]
-        return torch.from_numpy(frames.copy()), torch.from_numpy(target.copy())
+        observation = torch.from_numpy(frames.copy())
+        if self._state is not None:
+            state = self._state[episode_id][start : start + self.t_obs]
+            return {IMAGE: observation, STATE: torch.from_numpy(state.copy())}, torch.from_numpy(target.copy())
+        return observation, torch.from_numpy(target.copy())
 
     def targets_array(self) -> np.ndarray:
         """Every sample's target, float32 ``[M, t_pred, D]`` in sample order, without touching any frame."""
@@ -83,3 +110,31 @@ class WindowDataset(Dataset):
         first_rows = episode_offsets[pairs[:, 0]] + pairs[:, 1] + self.t_obs
         rows = first_rows[:, None] + np.arange(self.t_pred, dtype=np.int64)[None, :]
         return np.concatenate(self._ee, axis=0)[rows]
+
+
+def _state_array(episode: Episode, keys: Sequence[str], source: str) -> np.ndarray:
+    """The named per-step arrays of ``episode.extras`` as float32 ``[L, S]`` (1-D ones count as one column)."""
+    source = "" if source == "<episodes>" else f"{source}: "  # load_windows prefixes the file and the split
+    columns = []
+    for key in keys:
+        if key not in episode.extras:
+            raise DataError(
+                f"{source}low-dim observation key {key!r} not found in episode {episode.name!r}; per-step keys "
+                f"present: {sorted(episode.extras)}"
+            )
+        value = np.asarray(episode.extras[key])
+        if value.ndim == 1:
+            value = value[:, None]
+        if value.ndim != 2 or not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
+            raise DataError(
+                f"{source}episode {episode.name!r}, low-dim observation key {key!r}: expected a real array of "
+                f"shape [L, S], got dtype {value.dtype} with shape {tuple(value.shape)}"
+            )
+        if not np.all(np.isfinite(value)):
+            bad = np.argwhere(~np.isfinite(value))[0]
+            raise DataError(
+                f"{source}episode {episode.name!r}, low-dim observation key {key!r}: contains NaN/Inf (first at "
+                f"step {int(bad[0])}, dim {int(bad[1])})"
+            )
+        columns.append(value.astype(np.float32))
+    return np.ascontiguousarray(combine_state(columns))

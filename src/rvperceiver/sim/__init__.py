@@ -9,7 +9,7 @@ from rvperceiver.sim.evaluate import (
 )
 from rvperceiver.sim.expert import ReacherExpert
 from rvperceiver.sim.generate import generate_demos, generate_to_file, training_seed_range
-from rvperceiver.sim.reacher import EPISODE_STEPS, SUCCESS_RADIUS_M, make_reacher
+from rvperceiver.sim.reacher import EPISODE_STEPS, SUCCESS_RADIUS_M, make_reacher, render_frame
 
 __all__ = [
     "EPISODE_STEPS",
@@ -23,5 +23,6 @@ __all__ = [
     "mean_target_trajectory",
     "offline_ee_error",
     "policy_fn_from_policy",
+    "render_frame",
     "training_seed_range",
 ]

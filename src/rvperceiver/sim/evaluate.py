@@ -3,8 +3,10 @@
 A policy here is anything that maps the last ``t_obs`` frames (uint8 ``[t_obs, H, W, C]``) to ``t_pred`` future
 fingertip positions in metres (``[t_pred, D]``, D >= 2): ``chunk[k]`` is the position expected ``k + 1`` steps
 after the newest frame, exactly the targets the training windows use. The scripted expert's controller
-(:meth:`ReacherExpert.act_towards`) turns a predicted position into torques; the policy is queried every
-``replan_every`` steps (action chunking).
+(:meth:`ReacherExpert.act_towards`) turns a predicted position into torques. The evaluation is an ordinary
+environment loop over ``reset()`` / ``select_action()`` (see ``rvperceiver.model.rollout``): the policy keeps its
+own frame history and chunk queue and predicts a new chunk every ``replan_every`` steps (action chunking), or as
+a ``RolloutConfig`` says (temporal ensembling).
 
 Which predicted position the controller heads for matters more than one would guess. The controller is a
 position-error PD, so aiming at the waypoint for *this* step (one step ahead) produces tiny torques and the arm
@@ -19,6 +21,7 @@ ceiling for the chosen settings next to the policy's score, so a success rate ca
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -33,6 +36,8 @@ from tqdm.auto import tqdm
 from rvperceiver.data.episodes import Episode
 from rvperceiver.data.index import SampleIndex
 from rvperceiver.errors import InputError
+from rvperceiver.model.rollout import ChunkRollout, RolloutConfig
+from rvperceiver.observation import IMAGE
 from rvperceiver.sim.expert import ReacherExpert
 from rvperceiver.sim.reacher import (
     EPISODE_STEPS,
@@ -175,12 +180,6 @@ class _ExpertFutureOracle:
         return chunk
 
 
-def _observation(frames: list[np.ndarray], step: int, t_obs: int) -> np.ndarray:
-    """Frames ``step-t_obs+1 … step``, the missing ones before the start padded with the first frame."""
-    indices = [max(0, i) for i in range(step - t_obs + 1, step + 1)]
-    return np.stack([frames[i] for i in indices])
-
-
 def _summary(distances: Sequence[float], seeds: range, success_radius: float) -> dict[str, Any]:
     values = np.asarray(distances, dtype=np.float64)
     return {
@@ -215,10 +214,16 @@ def closed_loop_eval(
     save_strip: str | Path | None = None,
     strip_episodes: int = 4,
     progress: bool = False,
+    rollout: RolloutConfig | None = None,
 ) -> dict[str, Any]:
     """Roll ``policy_fn`` out on env seeds ``seed … seed+n_episodes-1`` and score the final reach.
 
-    ``policy_fn`` may also be a ``Policy`` module (wrapped with :func:`policy_fn_from_policy`). Success means the
+    Every agent (the policy and each reference) runs in the same ordinary loop: ``reset()`` at the episode start,
+    then ``select_action(observation)`` once per step, its setpoint given to ``controller``. ``policy_fn`` is a
+    ``Policy`` (driven through its own ``select_action``), another module with ``predict`` (wrapped with
+    :func:`policy_fn_from_policy`) or a chunk function; the latter two run in a :class:`ChunkRollout`. The chunks
+    are executed as ``rollout`` says; None = ``replan_every`` steps per chunk, aiming as ``aim`` says
+    (``chunk_end`` holds the chunk's last waypoint, ``step`` takes the waypoint of each step). Success means the
     fingertip ends within ``success_radius`` (1 cm) of the target after ``episode_steps`` steps. Render settings
     (``image_size``, ``target_render_scale``) must match the training data. ``train_seeds`` (e.g.
     ``range(0, 200)``) is checked for overlap with the evaluation seeds.
@@ -240,54 +245,51 @@ def closed_loop_eval(
         raise InputError(f"closed_loop_eval: success_radius must be > 0, got {success_radius!r}")
     eval_seeds = range(int(seed), int(seed) + int(n_episodes))
     check_seed_overlap(eval_seeds, train_seeds)
-    if isinstance(policy_fn, torch.nn.Module):
-        policy_fn = policy_fn_from_policy(policy_fn)
+    if rollout is None:
+        rollout = RolloutConfig(n_action_steps=int(replan_every), setpoint="chunk_end" if aim == "chunk_end" else "next")
+    elif not isinstance(rollout, RolloutConfig):
+        raise InputError(f"closed_loop_eval: rollout must be a RolloutConfig or None, got {type(rollout).__name__}")
+    rollout.steps_per_chunk(t_pred)
     controller = controller or ReacherExpert()
 
     env = make_reacher(image_size=image_size, target_render_scale=target_render_scale)
+    restore_rollout = None
     try:
-
-        def chunked(fn: PolicyFn, render: bool) -> Callable[[int], tuple[float, list[np.ndarray]]]:
-            def run(env_seed: int) -> tuple[float, list[np.ndarray]]:
-                state: dict[str, Any] = {}
-
-                def choose_goal(step: int, frames: list[np.ndarray]) -> np.ndarray:
-                    if step % replan_every == 0:
-                        observation = _observation(frames, step, t_obs) if render else np.empty(0)
-                        state["chunk"] = _checked_chunk(fn(observation), t_pred, "closed_loop_eval")
-                        state["start"] = step
-                    chunk = state["chunk"]
-                    index = t_pred - 1 if aim == "chunk_end" else min(step - state["start"], t_pred - 1)
-                    return chunk[index, :2]
-
-                return _rollout_with(env, env_seed, choose_goal, episode_steps, render, controller)
-
-            return run
-
-        runs: dict[str, Callable[[int], tuple[float, list[np.ndarray]]]] = {"policy": chunked(policy_fn, True)}
+        # Every agent below is driven by the same loop (_run_episode): reset, then one select_action per step.
+        if callable(getattr(policy_fn, "select_action", None)) and callable(getattr(policy_fn, "set_rollout", None)):
+            restore_rollout = (policy_fn, policy_fn.config.rollout)
+            policy_fn.set_rollout(rollout)
+            policy_fn.eval()
+            agent: Any = policy_fn
+        else:
+            if isinstance(policy_fn, torch.nn.Module):
+                policy_fn = policy_fn_from_policy(policy_fn)
+            agent = _chunk_agent(policy_fn, t_obs, t_pred, rollout, "closed_loop_eval")
+        agents: dict[str, tuple[Any, bool]] = {"policy": (agent, True)}
         if mean_trajectory is not None:
             constant = constant_policy_fn(mean_trajectory)
             _checked_chunk(constant(np.empty(0)), t_pred, "closed_loop_eval(mean_trajectory)")
-            runs["mean_trajectory"] = chunked(constant, False)
+            agents["mean_trajectory"] = (_chunk_agent(constant, t_obs, t_pred, rollout, "closed_loop_eval"), False)
         if oracle_reference:
-            runs["oracle"] = chunked(_ExpertFutureOracle(env, ReacherExpert(), t_pred), False)
+            oracle = _ExpertFutureOracle(env, ReacherExpert(), t_pred)
+            agents["oracle"] = (_chunk_agent(oracle, t_obs, t_pred, rollout, "closed_loop_eval"), False)
         if expert_reference:
-            runs["expert"] = lambda env_seed: _rollout_with(
-                env, env_seed, lambda step, frames: target_position(env)[:2], episode_steps, False, controller
-            )
+            agents["expert"] = (_TrueTargetAgent(env), False)
 
         results: dict[str, Any] = {}
         strips: list[list[np.ndarray]] = []
-        for label, run in runs.items():
+        for label, (runner, observe) in agents.items():
             distances = []
             for env_seed in tqdm(eval_seeds, desc=f"closed loop ({label})", unit="ep", disable=not progress):
-                distance, frames = run(env_seed)
+                distance, frames = _run_episode(env, env_seed, runner, observe, episode_steps, controller)
                 distances.append(distance)
                 if label == "policy" and save_strip is not None and len(strips) < strip_episodes:
                     strips.append(frames)
             results[label] = _summary(distances, eval_seeds, success_radius)
     finally:
         env.close()
+        if restore_rollout is not None:
+            restore_rollout[0].set_rollout(restore_rollout[1])
 
     report = dict(results.pop("policy"))
     report["n_episodes"] = int(n_episodes)
@@ -297,6 +299,7 @@ def closed_loop_eval(
         "t_pred": t_pred,
         "replan_every": replan_every,
         "aim": aim,
+        "rollout": dataclasses.asdict(rollout),
         "image_size": image_size,
         "target_render_scale": target_render_scale,
         "episode_steps": episode_steps,
@@ -309,22 +312,56 @@ def closed_loop_eval(
     return report
 
 
-def _rollout_with(
-    env: gym.Env,
-    env_seed: int,
-    choose_goal: Callable[[int, list[np.ndarray]], np.ndarray],
-    episode_steps: int,
-    render: bool,
-    controller: ReacherExpert,
+class _TrueTargetAgent:
+    """The scripted expert as an agent: its setpoint is always the true target (what the demos were made with)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+
+    def reset(self) -> None:
+        pass
+
+    def select_action(self, observation: Any) -> np.ndarray:
+        return target_position(self.env)[:2]
+
+
+def _chunk_agent(fn: PolicyFn, t_obs: int, t_pred: int, rollout: RolloutConfig, where: str) -> ChunkRollout:
+    """A chunk function ``frames [t_obs, H, W, C] -> [t_pred, D]`` run step by step like a ``Policy``."""
+
+    def predict_chunk(batch: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        frames = batch[IMAGE][0].numpy() if batch is not None else np.empty(0)
+        return torch.from_numpy(_checked_chunk(fn(frames), t_pred, where)).unsqueeze(0)
+
+    return ChunkRollout(predict_chunk, t_obs, t_pred, rollout)
+
+
+def _goal(setpoint: Any) -> np.ndarray:
+    if isinstance(setpoint, torch.Tensor):
+        setpoint = setpoint.detach().cpu().numpy()
+    goal = np.asarray(setpoint, dtype=np.float64).reshape(-1)
+    if goal.shape[0] < 2:
+        raise InputError(f"closed_loop_eval: the policy's setpoint must hold >= 2 coordinates, got shape {goal.shape}")
+    if not np.all(np.isfinite(goal)):
+        raise InputError("closed_loop_eval: the policy returned NaN/Inf waypoints")
+    return goal[:2]
+
+
+def _run_episode(
+    env: gym.Env, env_seed: int, agent: Any, observe: bool, episode_steps: int, controller: ReacherExpert
 ) -> tuple[float, list[np.ndarray]]:
+    """One episode of the ordinary loop: ``agent.reset()``, then per step an observation (the rendered frame,
+    when ``observe``), ``agent.select_action`` and the controller's torques towards the setpoint."""
     env.reset(seed=env_seed)
+    agent.reset()
     frames: list[np.ndarray] = []
-    for step in range(episode_steps):
-        if render:
+    for _ in range(episode_steps):
+        observation = None
+        if observe:
             frames.append(render_frame(env))
-        goal = choose_goal(step, frames)
-        env.step(controller.act_towards(env, goal))
-    if render:
+            observation = {IMAGE: frames[-1]}
+        setpoint = agent.select_action(observation)
+        env.step(controller.act_towards(env, _goal(setpoint)))
+    if observe:
         frames.append(render_frame(env))  # the final state, shown last in strips
     return fingertip_target_distance(env), frames
 

@@ -197,6 +197,11 @@ def _policy_shapes(policy: nn.Module) -> tuple[list[int], list[int]]:
         ) from None
 
 
+def _state_shape(policy: nn.Module) -> list[int] | None:
+    shape = getattr(policy, "state_shape", None)
+    return list(shape) if shape is not None else None
+
+
 def save_checkpoint(
     directory: str | Path,
     policy: nn.Module,
@@ -249,6 +254,7 @@ def save_checkpoint(
             "step": int(step),
             "input_shape": input_shape,
             "target_shape": target_shape,
+            "state_shape": _state_shape(policy),
             "policy_config": to_dict(policy.config),
             "train_config": to_dict(config),
             "files": digests,
@@ -399,8 +405,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
         raise CheckpointError(f"{directory / CONFIG_FILE}: the stored config is invalid: {error}") from None
     input_shape = tuple(int(v) for v in meta["input_shape"])
     target_shape = tuple(int(v) for v in meta["target_shape"])
+    state_shape = tuple(int(v) for v in meta["state_shape"]) if meta.get("state_shape") else None
     try:
-        policy = build_policy(policy_config, input_shape, target_shape)
+        policy = build_policy(policy_config, input_shape, target_shape, state_shape)
     except (InputError, ConfigError, ValueError) as error:
         raise CheckpointError(f"{directory / CONFIG_FILE}: cannot build the saved policy: {error}") from None
 

@@ -45,13 +45,15 @@ class DataConfig:
     """Where the episodes come from and how they are cut into (observation, target) windows.
 
     ``path`` is a robomimic HDF5 file or a LeRobot v3 directory; ``image_key``/``ee_key`` None = the reader's
-    default. The split is episode-wise: ``valid_fraction`` of the episodes, drawn with ``split_seed`` (a dataset's
+    default. ``state_keys`` names low-dim observations given to the policy beside the frames (robomimic
+    ``obs/<key>``, LeRobot features such as ``observation.state``; empty = images only). The split is episode-wise: ``valid_fraction`` of the episodes, drawn with ``split_seed`` (a dataset's
     own split, when it has one, wins). ``stats_cache`` reuses fitted view statistics stored next to the data.
     """
 
     path: str = ""
     image_key: str | None = None
     ee_key: str | None = None
+    state_keys: tuple[str, ...] = ()
     t_obs: int = 2
     t_pred: int = 8
     valid_fraction: float = 0.1

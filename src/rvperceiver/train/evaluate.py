@@ -45,7 +45,8 @@ def evaluate(
     policy.eval()
     accumulator: MetricAccumulator | None = None
     for x, y in loader:
-        x, y = x.to(device), y.to(device).float()
+        x = {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+        y = y.to(device).float()
         with autocast_for(config, device):
             prediction_norm = policy(x).float()
         target_norm = policy.target_norm.normalize(y)

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rvperceiver.errors import CheckpointError, ConfigError, InputError, NonFiniteError
+from rvperceiver.observation import split_observation
 from rvperceiver.train.checkpoint import (
     capture_rng_state,
     load_model_weights,
@@ -43,7 +44,7 @@ from rvperceiver.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from rvperceiver.train.config import TrainConfig, to_dict
+from rvperceiver.train.config import TrainConfig, from_dict, to_dict
 from rvperceiver.train.distributed import (
     DistributedContext,
     StreamBatchSampler,
@@ -121,16 +122,26 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
     )
 
 
-def _example_shapes(dataset: Dataset) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _example_shapes(dataset: Dataset) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...] | None]:
+    """``(input shape, target shape, low-dim observation shape or None)`` of one training example."""
     if not isinstance(dataset, Sized) or len(dataset) == 0:
         raise InputError("train_set is empty (or has no len()): nothing to train on")
     item = dataset[0]
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise InputError(f"train_set[0] must be an (input, target) pair, got {type(item).__name__}")
-    x, y = (torch.as_tensor(v) for v in item)
+    image, state = split_observation(item[0])
+    x, y = torch.as_tensor(image), torch.as_tensor(item[1])
     if y.dim() != 2:
         raise InputError(f"targets must be [T_pred, D] per example, got shape {tuple(y.shape)}")
-    return tuple(x.shape), tuple(y.shape)
+    state_shape = tuple(torch.as_tensor(state).shape) if state is not None else None
+    return tuple(x.shape), tuple(y.shape), state_shape
+
+
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """A batch input (a tensor, or a mapping of tensors as in ``rvperceiver.observation``) on ``device``."""
+    if isinstance(batch, dict):
+        return {key: value.to(device, non_blocking=non_blocking) for key, value in batch.items()}
+    return batch.to(device, non_blocking=non_blocking)
 
 
 def check_output_dir(out_dir: Path, bytes_needed: int) -> None:
@@ -176,6 +187,8 @@ def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int
         "valid_fraction": data.valid_fraction,
         "split_seed": data.split_seed,
         "train_examples": train_size,
+        # Only when set, so image-only runs keep the cache entries written before low-dim keys existed.
+        **({"state_keys": list(data.state_keys)} if data.state_keys else {}),
     }
 
 
@@ -208,10 +221,21 @@ def _fit_statistics(
 def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: TrainConfig) -> None:
     """Load the checkpoint's weights and statistics into a freshly built policy of the same config."""
     meta = read_checkpoint_meta(checkpoint_dir)
-    if meta["policy_config"] != to_dict(policy.config):
+    try:  # through the schema, so fields added since the checkpoint was written compare as their defaults
+        stored = to_dict(from_dict({"policy": meta["policy_config"]}).policy)
+    except ConfigError as error:
+        raise CheckpointError(f"cannot resume from {checkpoint_dir}: its policy config is invalid: {error}") from None
+    if stored != to_dict(policy.config):
         raise CheckpointError(
             f"cannot resume from {checkpoint_dir}: its policy config differs from the one of this run "
             "(resume with the config the run was started with)"
+        )
+    stored_state = meta.get("state_shape")
+    policy_state = getattr(policy, "state_shape", None)
+    if stored_state != (list(policy_state) if policy_state is not None else None):
+        raise CheckpointError(
+            f"cannot resume from {checkpoint_dir}: it was trained with low-dim observations {stored_state}, this "
+            f"data gives {list(policy_state) if policy_state is not None else None}"
         )
     if list(meta["input_shape"]) != list(policy.input_shape) or list(meta["target_shape"]) != list(policy.target_shape):
         raise CheckpointError(
@@ -276,13 +300,18 @@ def _train(
 
     # 1-2. Seed, then build the policy (its initial weights are a function of the seed).
     seed_everything(config.seed)
-    input_shape, target_shape = _example_shapes(train_set)
+    input_shape, target_shape, state_shape = _example_shapes(train_set)
     if policy is None:
-        policy = build_policy(config.policy, input_shape, target_shape)
-    elif tuple(policy.input_shape) != input_shape or tuple(policy.target_shape) != target_shape:
+        policy = build_policy(config.policy, input_shape, target_shape, state_shape)
+    elif (
+        tuple(policy.input_shape) != input_shape
+        or tuple(policy.target_shape) != target_shape
+        or getattr(policy, "state_shape", None) != state_shape
+    ):
         raise InputError(
-            f"the given policy expects {tuple(policy.input_shape)} -> {tuple(policy.target_shape)}, "
-            f"the training data is {input_shape} -> {target_shape}"
+            f"the given policy expects {tuple(policy.input_shape)} -> {tuple(policy.target_shape)} (low-dim "
+            f"observations {getattr(policy, 'state_shape', None)}), the training data is {input_shape} -> "
+            f"{target_shape} (low-dim observations {state_shape})"
         )
     policy.to(device)
     if out is not None and context.is_main:
@@ -347,7 +376,7 @@ def _train(
         for step in range(start_step, last_step):
             # 5. One optimisation step.
             x, y = next(batches)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True).float()
+            x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True).float()
             with autocast_for(config, device):
                 prediction = model(x)
             loss = F.mse_loss(prediction.float(), policy.target_norm.normalize(y))

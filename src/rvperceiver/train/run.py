@@ -78,6 +78,7 @@ def _load_split(config: TrainConfig) -> WindowSplit:
         t_pred=data.t_pred,
         valid_fraction=data.valid_fraction,
         split_seed=data.split_seed,
+        state_keys=data.state_keys,
     )
 
 
@@ -158,7 +159,7 @@ def _checkpoint_windows(
     ee_key = ee_key if ee_key is not None else config.data.ee_key
     if split == "all":  # every episode: no split to make, so a file with odd or empty masks is fine too
         episodes = open_episodes(data, image_key=image_key, ee_key=ee_key)
-        dataset = WindowDataset(list(episodes), config.data.t_obs, config.data.t_pred)
+        dataset = WindowDataset(list(episodes), config.data.t_obs, config.data.t_pred, state_keys=config.data.state_keys)
     else:
         windows = load_windows(
             data,
@@ -168,9 +169,15 @@ def _checkpoint_windows(
             t_pred=config.data.t_pred,
             valid_fraction=config.data.valid_fraction,
             split_seed=config.data.split_seed,
+            state_keys=config.data.state_keys,
         )
         dataset = windows_for_split(windows, split)
     expected_in, expected_out = tuple(policy.input_shape), tuple(policy.target_shape)
+    if dataset.state_shape != policy.state_shape:
+        raise DataError(
+            f"{data}: samples have low-dim observations {dataset.state_shape} (keys {list(config.data.state_keys)}) "
+            f"but the checkpoint {checkpoint} expects {policy.state_shape}"
+        )
     if tuple(dataset.frame_shape) != expected_in or tuple(dataset.target_shape) != expected_out:
         raise DataError(
             f"{data}: samples have frames {tuple(dataset.frame_shape)} and targets {tuple(dataset.target_shape)} but "
@@ -208,8 +215,8 @@ def predict_checkpoint(
     """Predicted EE trajectories (target units) for every sample, with the sample's episode and start frame."""
     policy, _, dataset = _checkpoint_windows(checkpoint, data, image_key, ee_key, split, device)
     predictions, targets = [], []
-    for frames, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        predictions.append(policy.predict(frames.to(device)).float().cpu().numpy())
+    for observation, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        predictions.append(policy.predict_chunk(observation).float().cpu().numpy())
         targets.append(target.numpy())
     pairs = dataset.index.pairs
     return {

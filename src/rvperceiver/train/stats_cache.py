@@ -40,7 +40,7 @@ from torch import nn
 
 CACHE_FORMAT_VERSION = 1
 SAMPLE_BYTES = 1 << 20
-STATISTIC_MODULES = ("view", "target_norm")
+STATISTIC_MODULES = ("view", "state_norm", "target_norm")
 
 
 def _file_fingerprint(path: Path, name: str) -> dict[str, Any]:
