@@ -41,7 +41,8 @@ def test_round_trip_is_exact(tmp_path: Path, episodes: list[Episode]) -> None:
     dataset = read_robomimic(path)
     assert dataset.names == ["demo_0", "demo_1", "demo_2"]
     assert dataset.splits == splits
-    assert dataset.meta["env_args"] == {"env_name": "Reacher-v5", "env_type": 2}
+    # The writer completes robomimic's three env_args keys, reading the older "env_type" spelling.
+    assert dataset.meta["env_args"] == {"env_name": "Reacher-v5", "env_type": 2, "type": 2, "env_kwargs": {}}
     assert dataset.meta["total"] == 36
     assert dataset.image_key == "agentview_image" and dataset.ee_key == "robot0_eef_pos"
     for original, loaded in zip(episodes, dataset):
@@ -49,9 +50,10 @@ def test_round_trip_is_exact(tmp_path: Path, episodes: list[Episode]) -> None:
         np.testing.assert_array_equal(loaded.frames, original.frames)
         assert loaded.ee.dtype == np.float32
         np.testing.assert_array_equal(loaded.ee, original.ee)
-        assert set(loaded.extras) == set(original.extras)
+        assert set(loaded.extras) == set(original.extras) | {"dones"}  # dones derived: 1 at the last step
         for key, value in original.extras.items():
             np.testing.assert_array_equal(loaded.extras[key], value)
+        np.testing.assert_array_equal(loaded.extras["dones"], np.eye(1, loaded.length, loaded.length - 1)[0])
 
 
 def test_file_layout_matches_robomimic(tmp_path: Path, episodes: list[Episode]) -> None:
@@ -59,7 +61,7 @@ def test_file_layout_matches_robomimic(tmp_path: Path, episodes: list[Episode]) 
     write_robomimic(path, episodes, splits={"train": ["demo_0", "demo_1"], "valid": ["demo_2"]})
     with h5py.File(path, "r") as handle:
         assert int(handle["data"].attrs["total"]) == 36
-        assert json.loads(handle["data"].attrs["env_args"]) == {}
+        assert json.loads(handle["data"].attrs["env_args"]) == {"env_name": "", "type": 2, "env_kwargs": {}}
         demo = handle["data/demo_1"]
         assert int(demo.attrs["num_samples"]) == 12
         assert demo["obs/agentview_image"].compression == "gzip"

@@ -8,6 +8,7 @@ import pytest
 from rvperceiver.data.robomimic import read_robomimic
 from rvperceiver.errors import DataError, InputError
 from rvperceiver.sim.generate import (
+    DEMO_FPS,
     EE_KEY,
     IMAGE_KEY,
     generate_demos,
@@ -32,6 +33,7 @@ def test_episode_arrays(demos):
         assert episode.extras["robot0_joint_pos"].shape == (50, 2)
         assert episode.extras["robot0_joint_vel"].shape == (50, 2)
         assert np.all(np.abs(episode.extras["actions"]) <= 1.0)
+        assert episode.extras["rewards"].shape == (50,) and np.all(episode.extras["rewards"] <= 0.0)
         # The expert has arrived well before the last recorded step.
         final_gap = np.linalg.norm(episode.ee[-1, :2] - episode.extras["target_pos"][-1, :2])
         assert final_gap < 0.01
@@ -60,6 +62,10 @@ def test_generate_to_file_round_trip(tmp_path):
     assert np.array_equal(loaded[0].frames, reference.frames)
     assert np.allclose(loaded[0].ee, reference.ee)
     assert "actions" in loaded[0].extras
+    np.testing.assert_array_equal(loaded[0].extras["rewards"], reference.extras["rewards"])
+    env_args = loaded.meta["env_args"]
+    assert env_args["env_name"] == "Reacher-v5" and env_args["type"] == 2  # robomimic's EnvType.GYM_TYPE
+    assert env_args["env_kwargs"]["width"] == 32 and env_args["rvperceiver"]["fps"] == DEMO_FPS
 
     with pytest.raises(DataError):
         generate_to_file(path, n_episodes=1, seed=0, image_size=32, progress=False)
@@ -83,3 +89,13 @@ def test_bad_counts_raise(kwargs):
 def test_training_seed_range_needs_generator_metadata():
     with pytest.raises(DataError):
         training_seed_range({"env_name": "Reacher-v5"})
+
+
+def test_demo_fps_is_the_environments_frame_rate():
+    from rvperceiver.sim.reacher import make_reacher
+
+    env = make_reacher(image_size=32)
+    try:
+        assert env.metadata["render_fps"] == DEMO_FPS
+    finally:
+        env.close()

@@ -1,9 +1,19 @@
 """robomimic HDF5 datasets, read and written with plain h5py.
 
 Layout (robomimic's ``docs/datasets/overview.md``): a ``data`` group with attrs ``total`` (number of samples)
-and ``env_args`` (a JSON string); one ``data/demo_<n>`` group per demonstration with attr ``num_samples``,
-datasets ``actions``/``rewards``/``dones``/``states`` and a group ``obs/<key>``; ``mask/<filter>`` holds the
-demo names of a split as byte strings. Demos are ordered by their integer suffix, as robomimic orders them.
+and ``env_args`` (a JSON string with ``env_name``, ``type`` — robomimic's ``EnvType``: 1 robosuite, 2 gym,
+3 ig_momart — and ``env_kwargs``); one ``data/demo_<n>`` group per demonstration with attr ``num_samples``,
+datasets ``actions``/``rewards``/``dones``/``states`` and groups ``obs/<key>`` and ``next_obs/<key>``;
+``mask/<filter>`` holds the demo names of a split as byte strings. Demos are ordered by their integer suffix, as
+robomimic orders them.
+
+What the writer adds: ``next_obs/<key>`` for every obs key (robomimic's ``SequenceDataset`` loads it by
+default), step ``t`` holding the observation of step ``t + 1``. The observation after the last action is not
+recorded, so the last step repeats its own observation (its ``dones`` entry is 1, which masks it out of
+bootstrapped targets). Camera ``next_obs`` are HDF5 virtual datasets over ``obs`` in the same file, so they cost
+no space; low-dimensional ones are plain copies. ``env_args`` always carries the three keys robomimic reads.
+Episodes without ``dones`` get 0 at every step but 1 at the last; without ``rewards``, zeros (what robomimic's
+``SequenceDataset`` assumes for a missing key).
 
 What the reader keeps: ``obs/<image_key>`` as frames, ``obs/<ee_key>`` as the end-effector trajectory, the
 demo-level per-step arrays and every obs key of rank <= 2 as ``extras``. Other cameras (rank-4 obs) and
@@ -26,7 +36,7 @@ import numpy as np
 from rvperceiver.data.episodes import Episode, EpisodeSet, check_consistent, validate_episode
 from rvperceiver.errors import DataError
 
-__all__ = ["read_robomimic", "write_robomimic", "DEFAULT_IMAGE_KEY", "DEFAULT_EE_KEY"]
+__all__ = ["read_robomimic", "write_robomimic", "robomimic_env_args", "DEFAULT_IMAGE_KEY", "DEFAULT_EE_KEY"]
 
 DEFAULT_IMAGE_KEY = "agentview_image"
 DEFAULT_EE_KEY = "robot0_eef_pos"
@@ -35,6 +45,11 @@ DEFAULT_EE_KEY = "robot0_eef_pos"
 DEMO_LEVEL_KEYS = ("actions", "rewards", "dones", "states")
 
 _DEMO_NAME = re.compile(r"^demo_(\d+)$")
+
+# robomimic's EnvType (robomimic/envs/env_base.py), and the spellings of the type this project wrote before
+# it recorded the integer (``"env_type": "gymnasium"``).
+ENV_TYPES = {"robosuite": 1, "gym": 2, "gymnasium": 2, "ig_momart": 3}
+GYM_ENV_TYPE = ENV_TYPES["gym"]
 
 
 def _demo_sort_key(name: str) -> tuple[int, int, str]:
@@ -198,7 +213,7 @@ def write_robomimic(
     demo_names = [e.name if keep_names else f"demo_{i}" for i, e in enumerate(episode_list)]
     renamed = {episode.name: demo for episode, demo in zip(episode_list, demo_names)}
     masks = _translate_splits(splits or {}, renamed, path)
-    env_json = json.dumps(dict(env_args) if env_args is not None else {})
+    env_json = json.dumps(robomimic_env_args(env_args, path))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -220,6 +235,31 @@ def write_robomimic(
     return path
 
 
+def robomimic_env_args(env_args: Mapping[str, Any] | None, path: str | os.PathLike[str] = "<memory>") -> dict[str, Any]:
+    """``env_args`` with the three keys robomimic's ``EnvUtils`` reads: ``env_name``, ``type``, ``env_kwargs``.
+
+    Other keys are kept. A missing ``type`` is taken from an older ``env_type`` spelling (``"gymnasium"`` ->
+    2) or defaults to 2 (gym): the environments this project makes are Gymnasium ones, and robomimic's gym
+    wrapper builds them with ``gym.make(env_name, **env_kwargs)``. A missing ``env_name`` becomes ``""`` (the
+    environment is unknown; robomimic's readers of the data do not need it).
+    """
+    completed: dict[str, Any] = dict(env_args or {})
+    env_type = completed.get("type", completed.get("env_type", GYM_ENV_TYPE))
+    if isinstance(env_type, str):
+        if env_type.lower() not in ENV_TYPES:
+            raise DataError(
+                f"{path}: env_args type {env_type!r} is not one of robomimic's env types {sorted(ENV_TYPES)}"
+            )
+        env_type = ENV_TYPES[env_type.lower()]
+    if isinstance(env_type, bool) or not isinstance(env_type, int) or env_type not in ENV_TYPES.values():
+        raise DataError(f"{path}: env_args type {env_type!r} is not one of robomimic's EnvType values 1, 2, 3")
+    completed["type"] = env_type
+    completed.setdefault("env_name", "")
+    if not isinstance(completed.setdefault("env_kwargs", {}), dict):
+        raise DataError(f"{path}: env_args env_kwargs should be an object, got {completed['env_kwargs']!r}")
+    return completed
+
+
 def _translate_splits(
     splits: Mapping[str, Sequence[str]], renamed: Mapping[str, str], path: Path
 ) -> dict[str, list[str]]:
@@ -237,6 +277,7 @@ def _translate_splits(
 def _write_demo(group: h5py.Group, episode: Episode, image_key: str, ee_key: str) -> None:
     group.attrs["num_samples"] = episode.length
     obs = group.create_group("obs")
+    next_obs = group.create_group("next_obs")
     height, width, channels = episode.frames.shape[1:]
     obs.create_dataset(
         image_key,
@@ -247,5 +288,33 @@ def _write_demo(group: h5py.Group, episode: Episode, image_key: str, ee_key: str
     )
     obs.create_dataset(ee_key, data=episode.ee)
     for key, value in episode.extras.items():
-        target = group if key in DEMO_LEVEL_KEYS else obs
-        target.create_dataset(key, data=value)
+        (group if key in DEMO_LEVEL_KEYS else obs).create_dataset(key, data=value)
+    for key, dataset in obs.items():
+        if dataset.ndim >= 3:  # images: a view of obs, no second copy
+            next_obs.create_virtual_dataset(key, _shifted_by_one(dataset))
+        else:
+            next_obs.create_dataset(key, data=_next_steps(dataset[()]))
+    if "dones" not in episode.extras:
+        # The demonstration ends at its last step; robomimic's datasets mark that step done.
+        dones = np.zeros(episode.length, dtype=np.int64)
+        dones[-1] = 1
+        group.create_dataset("dones", data=dones)
+    if "rewards" not in episode.extras:
+        # Unknown rewards: zeros, the value robomimic's SequenceDataset substitutes for a missing key anyway.
+        group.create_dataset("rewards", data=np.zeros(episode.length, dtype=np.float64))
+
+
+def _next_steps(values: np.ndarray) -> np.ndarray:
+    """Step ``t`` holds step ``t + 1``; the last step repeats itself (no observation follows it)."""
+    return np.concatenate([values[1:], values[-1:]])
+
+
+def _shifted_by_one(source: h5py.Dataset) -> h5py.VirtualLayout:
+    """A virtual layout reading ``source[t + 1]`` at ``t`` (the last step repeats), in the same file ("." )."""
+    length = source.shape[0]
+    layout = h5py.VirtualLayout(shape=source.shape, dtype=source.dtype)
+    origin = h5py.VirtualSource(".", source.name, shape=source.shape)
+    if length > 1:
+        layout[: length - 1] = origin[1:]
+    layout[length - 1] = origin[length - 1]
+    return layout

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rvperceiver.data.episodes import Episode
-from rvperceiver.data.robomimic import write_robomimic
+from rvperceiver.data.robomimic import GYM_ENV_TYPE, write_robomimic
 from rvperceiver.errors import DataError, InputError
 from rvperceiver.sim.expert import ReacherExpert
 from rvperceiver.sim.reacher import (
@@ -43,6 +43,9 @@ TARGET_KEY = "target_pos"
 JOINT_POS_KEY = "robot0_joint_pos"
 JOINT_VEL_KEY = "robot0_joint_vel"
 ACTIONS_KEY = "actions"
+REWARDS_KEY = "rewards"
+# Steps per second of Reacher-v5 (frame_skip 2 x MuJoCo timestep 0.01 s): its metadata["render_fps"].
+DEMO_FPS = 50
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _expert_rollout(
     env: gym.Env, expert: ReacherExpert, env_seed: int, name: str, episode_steps: int
 ) -> _Rollout:
     env.reset(seed=env_seed)
-    frames, ee, targets, joint_pos, joint_vel, actions = [], [], [], [], [], []
+    frames, ee, targets, joint_pos, joint_vel, actions, rewards = [], [], [], [], [], [], []
     for _ in range(episode_steps):
         frames.append(render_frame(env))
         ee.append(fingertip_position(env))
@@ -71,7 +74,7 @@ def _expert_rollout(
         joint_vel.append(velocities)
         action = expert.act(env)
         actions.append(action)
-        env.step(action)
+        rewards.append(env.step(action)[1])
     episode = Episode(
         name=name,
         frames=np.stack(frames),
@@ -81,6 +84,7 @@ def _expert_rollout(
             JOINT_POS_KEY: np.asarray(joint_pos, dtype=np.float32),
             JOINT_VEL_KEY: np.asarray(joint_vel, dtype=np.float32),
             ACTIONS_KEY: np.asarray(actions, dtype=np.float32),
+            REWARDS_KEY: np.asarray(rewards, dtype=np.float64),
         },
     )
     return _Rollout(episode, fingertip_target_distance(env))
@@ -115,8 +119,8 @@ def generate_demos(
     """Roll out the scripted expert for ``n_episodes`` episodes (env seeds ``seed … seed+n_episodes-1``).
 
     Episodes are named ``demo_<i>``; ``frames`` is uint8 ``[L, H, W, 3]``, ``ee`` float32 ``[L, 3]`` fingertip
-    xyz, and ``extras`` holds ``target_pos`` ``[L, 3]``, ``robot0_joint_pos``/``robot0_joint_vel`` ``[L, 2]``
-    and ``actions`` ``[L, 2]``.
+    xyz, and ``extras`` holds ``target_pos`` ``[L, 3]``, ``robot0_joint_pos``/``robot0_joint_vel`` ``[L, 2]``,
+    ``actions`` ``[L, 2]`` and ``rewards`` ``[L]`` (the environment's reward for each action).
     """
     _check_counts(n_episodes, seed, episode_steps)
     rollouts = _iterate_rollouts(
@@ -148,11 +152,15 @@ def demo_env_args(
     expert: ReacherExpert,
     episode_steps: int,
 ) -> dict[str, Any]:
-    """robomimic ``env_args`` describing how the demos were made (JSON-serialisable)."""
+    """robomimic ``env_args`` describing how the demos were made (JSON-serialisable).
+
+    ``type`` is robomimic's ``EnvType.GYM_TYPE`` (2), so robomimic rebuilds the environment with
+    ``gym.make(env_name, **env_kwargs)``; ``rvperceiver`` records the generator's settings and the frame rate.
+    """
     camera = {key: (value.tolist() if isinstance(value, np.ndarray) else value) for key, value in top_down_camera().items()}
     return {
         "env_name": ENV_ID,
-        "env_type": "gymnasium",
+        "type": GYM_ENV_TYPE,
         "env_kwargs": {
             "render_mode": "rgb_array",
             "width": int(image_size),
@@ -161,6 +169,7 @@ def demo_env_args(
         },
         "rvperceiver": {
             "generator": "rvperceiver.sim.generate",
+            "fps": DEMO_FPS,
             "seed": int(seed),
             "n_episodes": int(n_episodes),
             "episode_steps": int(episode_steps),
