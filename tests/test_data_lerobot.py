@@ -84,7 +84,7 @@ def test_layout_many_episodes_per_file(tmp_path: Path, episodes: list[Episode]) 
     with av.open(str(root / f"videos/{IMAGE}/chunk-000/file-000.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 36
     tasks = pq.read_table(root / "meta/tasks.parquet").to_pydict()
-    assert tasks == {"task_index": [0], "task": ["demonstration"]}
+    assert tasks == {"task_index": [0], "task": ["demonstration"]}  # "task" is the pandas index column
     stats = json.loads((root / "meta/stats.json").read_text())
     expected_mean = np.concatenate([e.ee for e in episodes]).mean(0).tolist()
     assert stats["observation.state"]["mean"] == pytest.approx(expected_mean, abs=1e-6)
@@ -142,13 +142,19 @@ def test_odd_sizes_and_grey_video(tmp_path: Path) -> None:
             assert mean_abs_error(loaded.frames, original.frames) < 5.0
 
 
-def test_contiguous_splits_round_trip_and_others_are_refused(tmp_path: Path, episodes: list[Episode]) -> None:
+def test_splits_round_trip_contiguous_or_not(tmp_path: Path, episodes: list[Episode]) -> None:
     root = tmp_path / "ds"
     write_lerobot(root, episodes, splits={"train": ["demo_0", "demo_1"], "valid": ["demo_2"]})
     assert json.loads((root / "meta/info.json").read_text())["splits"] == {"train": "0:2", "valid": "2:3"}
     assert read_lerobot(root).splits == {"train": ["episode_000000", "episode_000001"], "valid": ["episode_000002"]}
-    with pytest.raises(DataError, match="contiguous"):
-        write_lerobot(tmp_path / "b", episodes, splits={"train": ["demo_0", "demo_2"], "valid": ["demo_1"]})
+    # A split that is not one run of episodes is written as comma-joined runs (robomimic masks can be any set).
+    other = tmp_path / "b"
+    write_lerobot(other, episodes, splits={"train": ["demo_0", "demo_2"], "valid": ["demo_1"], "none": []})
+    assert json.loads((other / "meta/info.json").read_text())["splits"] == {"train": "0:1,2:3", "valid": "1:2", "none": "0:0"}
+    names = read_lerobot(other).names
+    assert read_lerobot(other).splits == {"train": [names[0], names[2]], "valid": [names[1]], "none": []}
+    with pytest.raises(DataError, match="not being written"):
+        write_lerobot(tmp_path / "c", episodes, splits={"train": ["demo_9"]})
 
 
 def test_overwrite_rules(tmp_path: Path, episodes: list[Episode]) -> None:

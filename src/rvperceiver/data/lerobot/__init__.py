@@ -3,10 +3,11 @@
 Layout (LeRobot ``CODEBASE_VERSION = "v3.0"``)::
 
     meta/info.json                                   codebase_version, fps, features, path templates, splits
-    meta/stats.json                                  per-feature mean/std/min/max/count
-    meta/tasks.parquet                               task_index, task
+    meta/stats.json                                  per-feature min/max/mean/std/count/q01/q10/q50/q90/q99
+    meta/tasks.parquet                               task_index, with the task string as the pandas index
     meta/episodes/chunk-000/file-000.parquet         one row per episode: length, data and video file indices,
-                                                     dataset_from_index/to_index, videos/<key>/from_timestamp ...
+                                                     dataset_from_index/to_index, videos/<key>/from_timestamp,
+                                                     stats/<feature>/<stat> ...
     data/chunk-000/file-000.parquet                  per-frame rows of many episodes: timestamp, frame_index,
                                                      episode_index, index, task_index, the state list column ...
     videos/<image key>/chunk-000/file-000.mp4        many episodes concatenated in one stream
