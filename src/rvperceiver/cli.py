@@ -192,6 +192,17 @@ def _holds_results_of(out: Path, experiment: str) -> bool:
     return any(isinstance(r, dict) and r.get("experiment") == experiment for r in records)
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from rvperceiver.data.convert import ConvertConfig, convert_dataset
+
+    config = ConvertConfig(
+        Path(args.data), args.to, Path(args.out), args.image_key, args.ee_key, args.to_image_key, args.to_ee_key,
+        args.image_storage, args.codec, args.fps, args.task, args.overwrite, args.verify, progress=not args.quiet,
+    )
+    print(json.dumps(convert_dataset(config), indent=2, default=_json_default))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import demo
 
@@ -289,6 +300,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default=None, help="bc only: where demos and checkpoints go (default OUT/work)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("convert", help="convert a dataset between robomimic HDF5 and LeRobot v3 (keys, splits kept)")
+    _add_data_args(p)
+    p.add_argument("--to", required=True, choices=("robomimic", "lerobot"), help="format to write")
+    p.add_argument("--out", required=True, help="FILE.hdf5 (robomimic) or a directory (LeRobot)")
+    p.add_argument("--to-image-key", default=None, help="name of the frames in the output (default: mapped)")
+    p.add_argument("--to-ee-key", default=None, help="name of the EE position in the output (default: mapped)")
+    p.add_argument("--image-storage", choices=("video", "image"), default="video", help="LeRobot: mp4 or PNG")
+    p.add_argument("--codec", default="libx264", help="LeRobot video codec: libx264, libsvtav1 or mpeg4")
+    p.add_argument("--fps", type=int, default=None, help="frame rate (default: the source's)")
+    p.add_argument("--task", default=None, help="LeRobot task string (default: the source's or 'demonstration')")
+    p.add_argument("--verify", action="store_true", help="read the output back and report frame errors")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="small demo: trains raw vs spectral views and prints the comparison table")
     p.add_argument("--out", default="runs/demo")

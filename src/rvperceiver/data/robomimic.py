@@ -26,7 +26,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +174,7 @@ def write_robomimic(
     splits: Mapping[str, Sequence[str]] | None = None,
     env_args: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> Path:
     """Write episodes as a robomimic HDF5 file and return its path.
 
@@ -182,7 +183,8 @@ def write_robomimic(
     only its frames). Episodes named ``demo_<n>`` keep their names; otherwise all are renamed ``demo_<i>`` by
     position (robomimic requires that pattern) and ``splits`` is translated accordingly. ``extras`` named
     ``actions``/``rewards``/``dones``/``states`` go beside ``obs``, the rest under ``obs/``. When ``episodes``
-    is an :class:`EpisodeSet` and ``splits``/``env_args`` are None, the set's own are written.
+    is an :class:`EpisodeSet` and ``splits``/``env_args`` are None, the set's own are written. ``on_episode`` is
+    called after each demo is written (progress).
     """
     path = Path(path)
     if isinstance(episodes, EpisodeSet):
@@ -225,6 +227,8 @@ def write_robomimic(
             data.attrs["env_args"] = env_json
             for episode, demo_name in zip(episode_list, demo_names):
                 _write_demo(data.create_group(demo_name), episode, image_key, ee_key)
+                if on_episode is not None:
+                    on_episode(episode)
             for split_name, names in masks.items():
                 handle[f"mask/{split_name}"] = np.array(names, dtype="S")
         os.replace(temp_name, path)

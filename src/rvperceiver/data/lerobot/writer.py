@@ -304,7 +304,7 @@ def _write_tree(
         for key, feature in features.items():
             if key == image_key:
                 if options.image_storage == "image":
-                    columns[key] = _png_column(group, image_key, staging)
+                    columns[key] = _png_column(group, options.on_episode)
                 continue
             columns[key] = _arrow_column(np.concatenate([values[key] for values in per_episode]), feature["shape"])
         table = pa.table(columns).replace_schema_metadata({"huggingface": hf_metadata})
@@ -313,7 +313,7 @@ def _write_tree(
         pq.write_table(table, data_path)
         if options.image_storage == "video":
             video_path = staging / VIDEO_PATH.format(video_key=image_key, chunk_index=chunk_index, file_index=file_index)
-            _encode_video(video_path, [e.frames for e in group], options.fps, options.codec, options.gop)
+            _encode_video(video_path, group, options.fps, options.codec, options.gop, options.on_episode)
         frame_offset = 0
         for position, (episode, values) in enumerate(zip(group, per_episode)):
             pixels = PixelStats(episode.frame_shape[2]).update(episode.frames)
@@ -343,8 +343,6 @@ def _write_tree(
             row["meta/episodes/file_index"] = 0
             episode_rows.append(row)
             frame_offset += episode.length
-            if options.on_episode is not None:
-                options.on_episode(episode)
 
     meta = staging / "meta"
     (staging / EPISODES_PATH).parent.mkdir(parents=True, exist_ok=True)
@@ -445,7 +443,7 @@ def _write_tasks(path: Path, task: str) -> None:
     pq.write_table(table.replace_schema_metadata({"pandas": json.dumps(pandas_metadata)}), path)
 
 
-def _png_column(group: Sequence[Episode], image_key: str, staging: Path) -> pa.Array:
+def _png_column(group: Sequence[Episode], on_episode: Callable[[Episode], None] | None) -> pa.Array:
     """Frames as the struct LeRobot's ``dtype: "image"`` features use: encoded bytes plus a (here empty) path."""
     encoded: list[dict[str, Any]] = []
     for episode in group:
@@ -457,16 +455,25 @@ def _png_column(group: Sequence[Episode], image_key: str, staging: Path) -> pa.A
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=_PIXEL_FORMATS[channels])
             packets = context.encode(video_frame) + context.encode(None)
             encoded.append({"bytes": b"".join(bytes(p) for p in packets), "path": None})
+        if on_episode is not None:
+            on_episode(episode)
     return pa.array(encoded, pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
 
 
-def _encode_video(path: Path, clips: Sequence[np.ndarray], fps: int, codec: str, gop: int) -> None:
-    """Encode the clips one after another into one yuv420p stream, frame ``i`` at ``i / fps`` seconds.
+def _encode_video(
+    path: Path,
+    group: Sequence[Episode],
+    fps: int,
+    codec: str,
+    gop: int,
+    on_episode: Callable[[Episode], None] | None = None,
+) -> None:
+    """Encode the episodes' frames one after another into one yuv420p stream, frame ``i`` at ``i / fps`` seconds.
 
     yuv420p needs even sizes, so odd heights/widths are padded by repeating the last row/column; the reader
     crops back to the shape in info.json.
     """
-    height, width, channels = clips[0].shape[1:]
+    height, width, channels = group[0].frame_shape
     pad_h, pad_w = height % 2, width % 2
     options, _ = SUPPORTED_CODECS[codec]
     source_format = _PIXEL_FORMATS[channels]
@@ -479,8 +486,8 @@ def _encode_video(path: Path, clips: Sequence[np.ndarray], fps: int, codec: str,
             # A keyframe exactly every gop frames: keyint_min = gop stops scene cuts from adding more.
             stream.options = {**options, "g": str(gop), "keyint_min": str(gop)}
             frame_number = 0
-            for clip in clips:
-                for image in clip:
+            for episode in group:
+                for image in episode.frames:
                     if pad_h or pad_w:
                         image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                     plane = image[:, :, 0] if channels == 1 else image
@@ -490,6 +497,8 @@ def _encode_video(path: Path, clips: Sequence[np.ndarray], fps: int, codec: str,
                     frame_number += 1
                     for packet in stream.encode(frame):
                         container.mux(packet)
+                if on_episode is not None:
+                    on_episode(episode)
             for packet in stream.encode(None):
                 container.mux(packet)
     except av.FFmpegError as error:
