@@ -235,3 +235,10 @@ def test_frame_rate_must_be_known(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "ds/meta/info.json").read_text())["fps"] == 10
     with h5py.File(path) as handle:
         assert handle["data"].attrs["total"] == 3
+
+
+def test_output_onto_the_source(reacher: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = reacher.read_bytes()
+    message = refused(capsys, "--data", reacher, "--to", "robomimic", "--out", reacher, "--overwrite")
+    assert message == f"rvperceiver convert: error: output {reacher} is the source itself; write the conversion to another path"
+    assert reacher.read_bytes() == before

@@ -239,3 +239,27 @@ def test_default_video_stream_parameters(default_output: Path) -> None:
     assert ours["keyframes"] == list(range(0, 15, 2)) == theirs["keyframes"][: len(ours["keyframes"])]
     for key in ("container", "pix_fmt", "start_time", "streams"):
         assert ours[key] == theirs[key], key
+
+
+def test_image_storage_uses_the_datasets_image_struct(tmp_path: Path) -> None:
+    """``dtype: image`` features are parquet structs of encoded bytes and a path, as ``datasets.Image`` stores them."""
+    rng = np.random.default_rng(2)
+    episodes = [Episode("e", rng.integers(0, 255, size=(4, 8, 8, 3), dtype=np.uint8), np.zeros((4, 3), np.float32))]
+    root = write_lerobot(tmp_path / "png", episodes, image_storage="image")
+    schema = pq.read_schema(root / DATA)
+    assert str(schema.field(IMAGE).type) == "struct<bytes: binary, path: string>"
+    assert schema.names[0] == IMAGE  # features order: the image first, as in info.json
+    assert json.loads(schema.metadata[b"huggingface"])["info"]["features"][IMAGE] == {"_type": "Image"}
+    assert info(root)["video_path"] is None and info(root)["features"][IMAGE]["dtype"] == "image"
+
+
+def test_tasks_written_before_the_fix_are_still_read(default_output: Path, tmp_path: Path) -> None:
+    """Older project files had the task as a plain column, without pandas metadata."""
+    import shutil
+
+    import pyarrow as pa
+
+    old = tmp_path / "old"
+    shutil.copytree(default_output, old)
+    pq.write_table(pa.table({"task_index": [0], "task": ["stack the blocks"]}), old / "meta/tasks.parquet")
+    assert read_lerobot(old).meta["tasks"] == ["stack the blocks"]

@@ -120,18 +120,18 @@ def convert_dataset(config: ConvertConfig) -> ConversionResult:
     """Read ``config.source``, write it in format ``config.to`` at ``config.out``; see the module docstring."""
     source, out = Path(config.source), Path(config.out)
     if config.to not in FORMATS:
-        raise InputError(f"convert: --to must be one of {', '.join(FORMATS)}, got {config.to!r}")
+        raise InputError(f"the format to convert to must be one of {', '.join(FORMATS)}, got {config.to!r}")
+    if source.exists() and out.exists() and source.resolve() == out.resolve():
+        raise InputError(f"output {out} is the source itself; write the conversion to another path")
     _check_destination(out, config.to, config.overwrite)
     if config.to == "lerobot":
         if config.image_storage not in ("video", "image"):
-            raise InputError(f"convert: image storage must be 'video' or 'image', got {config.image_storage!r}")
+            raise InputError(f"image storage must be 'video' or 'image', got {config.image_storage!r}")
         if config.image_storage == "video":
             check_codec(config.codec)
     if config.fps is not None and (isinstance(config.fps, bool) or not isinstance(config.fps, int) or config.fps <= 0):
-        raise InputError(f"convert: fps must be a positive integer, got {config.fps!r}")
+        raise InputError(f"fps must be a positive integer, got {config.fps!r}")
     source_format = detect_format(source)
-    if source.resolve() == out.resolve():
-        raise InputError(f"convert: the output {out} is the source itself")
     dataset = open_episodes(source, config.image_key, config.ee_key)
     image_key = config.to_image_key or _mapped_image_key(dataset.image_key, source_format, config.to)
     ee_key = config.to_ee_key or _mapped_ee_key(dataset.ee_key, source_format, config.to)
@@ -224,7 +224,7 @@ def _mapped_episode(episode: Episode, source_format: str, to: str) -> Episode:
     for key, value in episode.extras.items():
         name = _mapped_extra(key, source_format, to)
         if name in extras:
-            raise DataError(f"convert: extras {key!r} and another key both map to {name!r}")
+            raise DataError(f"{episode.name}: extras {key!r} and another key both map to {name!r}")
         if to == "robomimic" and source_format == "lerobot" and value.ndim == 1 and name not in ("rewards", "dones"):
             value = value[:, None]  # robomimic keeps per-step observations and actions as [L, D]
         extras[name] = value
@@ -248,7 +248,7 @@ def _write_lerobot(
     fps = config.fps or carried.get("fps") or _robomimic_fps(dataset)
     if fps is None:
         raise InputError(
-            f"convert: {dataset.source} does not record its frame rate (no env_args rvperceiver.fps or "
+            f"{dataset.source} does not record its frame rate (no env_args rvperceiver.fps or "
             "env_kwargs.control_freq); pass --fps"
         )
     names = carried.get("feature_names") or {}
@@ -343,7 +343,7 @@ def verify_conversion(
     """Read the written dataset back: low-dimensional arrays must be equal, frames are compared as errors."""
     written = open_episodes(out, image_key, ee_key)
     if written.lengths != [e.length for e in episodes]:
-        raise DataError(f"convert: {out} has episode lengths {written.lengths}, expected {[e.length for e in episodes]}")
+        raise DataError(f"{out} has episode lengths {written.lengths}, expected {[e.length for e in episodes]}")
     low_dim_equal = True
     absolute_sum, absolute_max, pixels = 0.0, 0, 0
     for original, loaded in zip(episodes, written):
