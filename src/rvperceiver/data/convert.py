@@ -17,7 +17,8 @@ Each format's default keys map onto the other's defaults (the project's camera a
 ``to_image_key``/``to_ee_key`` choose others. robomimic keeps per-step observations as ``[L, D]``, LeRobot stores
 a width-1 feature as a scalar column, so observations and actions read back from LeRobot as ``[L]`` become
 ``[L, 1]`` again. Values are copied unchanged: the target is float32 in both formats (the project's readers make
-it so), every other array keeps its dtype. Frames are exact except through a lossy video codec.
+it so), every other array keeps its dtype. Frames are exact except through a lossy video codec. One camera is
+converted, the one ``image_key`` names (the readers load one); other cameras stay behind.
 
 What each format cannot hold travels in the other's metadata: LeRobot's fps, task, robot type and feature names
 go into robomimic's ``env_args["rvperceiver"]["lerobot"]`` and come back from there; robomimic's ``env_args``
