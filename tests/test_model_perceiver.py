@@ -1,14 +1,24 @@
-"""PerceiverIO: config validation, shapes, gradients, weight sharing, init, the factored key/value path, errors."""
+"""PerceiverIO: config, shapes, gradients, sharing, init, both exact cross-attention paths, old checkpoints, errors."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from pathlib import Path
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rvperceiver.errors import ConfigError, InputError
+from rvperceiver.model.attention import multi_head_attention
 from rvperceiver.model.config import PerceiverConfig
-from rvperceiver.model.perceiver import PerceiverIO
+from rvperceiver.model.perceiver import InputKeyValues, PerceiverIO
+from rvperceiver.model.policy import Policy
 
 TINY = dict(num_latents=8, latent_channels=16, self_heads=2, num_bands=2, output_steps=3, output_channels=2)
 
@@ -204,7 +214,28 @@ def test_state_dict_saves_with_safetensors_and_omits_fixed_fourier_features() ->
     assert len(safetensors_save({k: v.contiguous() for k, v in state.items()})) > 0  # no shared storage
 
 
-# -- the factored key/value projection -----------------------------------------------------------------------------
+# -- the factored key/value projection (materialised path) -------------------------------------------------------
+
+
+def _textbook_key_values(key_values: InputKeyValues, tokens: torch.Tensor, positions: torch.Tensor | None):
+    """Keys and values the plain way: concatenate [values ‖ positions] per example, normalise, project."""
+    if key_values.value_norm is not None:
+        tokens = key_values.value_norm(tokens)
+    if positions is not None:
+        tokens = torch.cat([tokens, positions.expand(tokens.shape[0], -1, -1)], dim=-1)
+    if key_values.joint_norm is not None:
+        tokens = key_values.joint_norm(tokens)
+    return key_values.proj(tokens).chunk(2, dim=-1)
+
+
+def _perturb_norms(model: torch.nn.Module) -> None:
+    """Non-trivial LayerNorm gains and biases, so that every term of the key/value algebra matters."""
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1.0 + 0.3 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.copy_(0.3 * torch.randn(module.bias.shape, generator=generator))
 
 
 @pytest.mark.parametrize("kv_norm", ["joint", "values"])
@@ -212,23 +243,20 @@ def test_state_dict_saves_with_safetensors_and_omits_fixed_fourier_features() ->
 @pytest.mark.parametrize("channels", [1, 4])
 def test_factored_key_values_equal_the_direct_computation(kv_norm: str, position: str, channels: int) -> None:
     torch.manual_seed(0)
-    model = PerceiverIO(tiny(kv_norm=kv_norm, position=position), channels, (3, 8))
+    model = PerceiverIO(tiny(kv_norm=kv_norm, position=position, input_attention="materialised"), channels, (3, 8))
+    _perturb_norms(model)
     key_values = model.encoder.first_cross_attend.key_values
-    # Give the LayerNorm non-trivial affine parameters and the tokens an offset, so every term matters.
-    if key_values.joint_norm is not None:
-        torch.nn.init.normal_(key_values.joint_norm.weight, 1.0, 0.3)
-        torch.nn.init.normal_(key_values.joint_norm.bias, 0.0, 0.3)
     tokens = 3.0 * torch.randn(2, 24, channels) + 1.5
     positions = model.encoder.positions()
     fast = key_values(tokens, positions)
-    direct = key_values.reference(tokens, positions)
+    direct = _textbook_key_values(key_values, tokens, positions)
     for a, b in zip(fast, direct):
         assert a.shape == (2, 24, 16)
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
 
     # Gradients through the factored path equal those through the direct one.
     grads = []
-    for compute in (key_values, key_values.reference):
+    for compute in (key_values, lambda t, p: _textbook_key_values(key_values, t, p)):
         key_values.zero_grad()
         k, v = compute(tokens, positions)
         (k.sin().sum() + v.cos().sum()).backward()
@@ -249,44 +277,205 @@ def test_joint_norm_is_applied_over_values_and_positions() -> None:
 
 
 @pytest.mark.parametrize("kv_norm", ["joint", "values"])
-def test_cached_position_projection_equals_the_uncached_one(kv_norm: str) -> None:
+@pytest.mark.parametrize("position", ["fourier", "none"])
+def test_folded_weights_map_the_normalised_tokens_to_the_keys_and_values(kv_norm: str, position: str) -> None:
     torch.manual_seed(0)
-    model = PerceiverIO(tiny(kv_norm=kv_norm), 1, (4, 6))
+    model = PerceiverIO(tiny(kv_norm=kv_norm, position=position), 3, (3, 8))
+    _perturb_norms(model)
     key_values = model.encoder.first_cross_attend.key_values
-    tokens = torch.randn(2, 24, 1)
-    model.train()
-    uncached = model(tokens).detach()
-    assert key_values._position_cache is None
+    tokens, positions = 2.0 * torch.randn(2, 24, 3) - 1.0, model.encoder.positions()
+    weight, bias = key_values.folded_weights()
+    folded = torch.nn.functional.linear(key_values.normalised_tokens(tokens, positions), weight, bias)
+    torch.testing.assert_close(folded, torch.cat(_textbook_key_values(key_values, tokens, positions), -1))
 
-    model.eval()
+
+# -- the absorbed cross-attention --------------------------------------------------------------------------------
+
+
+def test_input_attention_auto_rule_and_forced_choices() -> None:
+    # H·L·F ≤ A·(F + L): seed layout (F = 18) at 1 head of 256 absorbs; 8 heads of 32 over F = 82 does not.
+    seed = PerceiverConfig(num_latents=128, latent_channels=256)
+    assert seed.absorbs_input_attention(18) and seed.absorbs_input_attention(69)
+    narrow_heads = PerceiverConfig(num_latents=128, latent_channels=256, cross_heads=8)
+    assert narrow_heads.absorbs_input_attention(18) and not narrow_heads.absorbs_input_attention(82)
+    assert PerceiverConfig(input_attention="absorbed", cross_heads=8).absorbs_input_attention(500)
+    assert not PerceiverConfig(input_attention="materialised").absorbs_input_attention(1)
+    with pytest.raises(ConfigError, match="input_attention"):
+        PerceiverConfig(input_attention="fast")
+    model = PerceiverIO(tiny(num_cross_attends=2), 1, (3, 8))
+    assert model.encoder.absorbed and model.encoder.token_width == 11
+    assert all(layer.key_values.absorbed for layer in (model.encoder.first_cross_attend,
+                                                        model.encoder.repeated_cross_attend))
+
+
+def _two_paths(config: dict, channels: int, grid: tuple[int, ...], batch: int, dtype: torch.dtype, seed: int):
+    """Outputs, parameter gradients and attention maps of the same model run absorbed and materialised."""
+    tokens = 2.0 * torch.randn(batch, math.prod(grid), channels, generator=torch.Generator().manual_seed(seed)) + 0.5
+    results = []
+    for mode in ("absorbed", "materialised"):
+        torch.manual_seed(seed)
+        model = PerceiverIO(tiny(input_attention=mode, **config), channels, grid).to(dtype)
+        _perturb_norms(model)
+        assert model.encoder.absorbed == (mode == "absorbed")
+        model.train()
+        torch.manual_seed(seed + 1)  # the same dropout masks in both paths (same RNG stream, same element order)
+        x = tokens.to(dtype).requires_grad_()
+        out = model(x)
+        (out.square().sum() + out.sin().sum()).backward()
+        grads = {name: p.grad for name, p in model.named_parameters()}
+        grads["tokens"] = x.grad
+        model.eval()
+        results.append((out.detach(), grads, model.attention_maps(tokens.to(dtype))))
+    return results
+
+
+def _assert_close_to_scale(
+    actual: torch.Tensor, expected: torch.Tensor, tolerance: float, what: str, floor: float = 0.0
+) -> None:
+    scale = max(expected.abs().max().item(), 1e-3)
+    error = (actual - expected).abs().max().item()
+    assert error <= tolerance * scale + floor, f"{what}: max error {error:.3g} at scale {scale:.3g}"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    heads=st.sampled_from([1, 2, 4]),
+    channels=st.integers(1, 5),
+    position=st.sampled_from(["fourier", "learned", "none"]),
+    num_bands=st.integers(1, 3),
+    kv_norm=st.sampled_from(["joint", "values"]),
+    num_cross_attends=st.sampled_from([1, 2]),
+    chunk=st.sampled_from([None, 1, 2]),
+    dropout=st.sampled_from([0.0, 0.0, 0.25]),
+    narrow=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_absorbed_equals_materialised_outputs_and_gradients(
+    heads: int,
+    channels: int,
+    position: str,
+    num_bands: int,
+    kv_norm: str,
+    num_cross_attends: int,
+    chunk: int | None,
+    dropout: float,
+    narrow: bool,
+    seed: int,
+) -> None:
+    """In float64, so that the two exact computations agree to ~1e-12 and any algebra slip shows."""
+    config = dict(
+        cross_heads=heads,
+        position=position,
+        num_bands=num_bands,
+        learned_position_channels=5,
+        kv_norm=kv_norm,
+        num_cross_attends=num_cross_attends,
+        cross_attend_chunk=chunk,
+        dropout=dropout,
+        cross_attention_channels=8 if narrow and heads <= 2 else None,
+    )
+    absorbed, materialised = _two_paths(config, channels, (2, 3, 2), 3, torch.float64, seed)
+    _assert_close_to_scale(absorbed[0], materialised[0], 1e-10, "outputs")
+    assert absorbed[1].keys() == materialised[1].keys()
+    for name, grad in materialised[1].items():
+        _assert_close_to_scale(absorbed[1][name], grad, 1e-9, name)
+    _assert_close_to_scale(absorbed[2], materialised[2], 1e-10, "attention maps")
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+@pytest.mark.parametrize("kv_norm", ["joint", "values"])
+def test_absorbed_equals_materialised_in_float32_to_rounding(heads: int, kv_norm: str) -> None:
+    config = dict(cross_heads=heads, kv_norm=kv_norm, num_cross_attends=2, num_bands=4)
+    absorbed, materialised = _two_paths(config, 1, (2, 16, 12), 2, torch.float32, 3)
+    _assert_close_to_scale(absorbed[0], materialised[0], 2e-6, "outputs")
+    for name, grad in materialised[1].items():
+        if name.startswith("encoder.") and name.endswith("key_values.proj.bias"):
+            # The key half's true gradient is 0 (a bias shared by every key cancels in the softmax): absorbed
+            # gives exactly 0, materialised float32 rounding noise. The value half must agree.
+            width = grad.shape[0] // 2
+            assert torch.equal(absorbed[1][name][:width], torch.zeros(width))
+            grad, absorbed[1][name] = grad[width:], absorbed[1][name][width:]
+        # float32 rounding: ~1e-5 of a tensor's scale, and ~1e-7 absolute for tensors whose gradients are tiny
+        _assert_close_to_scale(absorbed[1][name], grad, 5e-5, name, floor=5e-7)
+    _assert_close_to_scale(absorbed[2], materialised[2], 1e-6, "attention maps")
+
+
+def test_absorbed_attention_is_exact_with_zero_padding_of_the_token_width() -> None:
+    from rvperceiver.model.attention import absorbed_attention
+
+    generator = torch.Generator().manual_seed(4)
+    q, tokens = torch.randn(2, 5, 8, generator=generator), torch.randn(2, 7, 3, generator=generator)
+    key_weight, value_weight = torch.randn(8, 3, generator=generator), torch.randn(8, 3, generator=generator)
+    value_bias = torch.randn(8, generator=generator)
+    plain = absorbed_attention(q, tokens, key_weight, value_weight, value_bias, heads=2)
+    padded = absorbed_attention(q, tokens, key_weight, value_weight, value_bias, heads=2, pad_multiple=8)
+    torch.testing.assert_close(padded, plain)
+    keys, values = tokens @ key_weight.t(), tokens @ value_weight.t() + value_bias
+    torch.testing.assert_close(plain, multi_head_attention(q, keys, values, 2))
+
+
+# -- checkpoints written before the absorbed path -----------------------------------------------------------------
+
+CHECKPOINTS = Path(__file__).parent / "data" / "encoder_checkpoints"
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir()))
+@pytest.mark.parametrize("mode", ["auto", "absorbed", "materialised"])
+def test_checkpoints_written_before_the_absorbed_path_predict_the_same(case: str, mode: str) -> None:
+    """Written by the code at 612e32d (tests/data/make_encoder_checkpoints.py): same keys, same predictions."""
+    from rvperceiver.train.checkpoint import load_policy
+
+    probes = load_file(str(CHECKPOINTS / "probes.safetensors"))
+    policy, _ = load_policy(CHECKPOINTS / case)
+    if mode != "auto":
+        forced = dataclasses.replace(
+            policy.config, perceiver=dataclasses.replace(policy.config.perceiver, input_attention=mode)
+        )
+        rebuilt = Policy(forced, policy.input_shape, policy.target_shape)
+        rebuilt.load_state_dict(policy.state_dict(), strict=True)
+        policy = rebuilt.eval()
+        assert policy.backbone.encoder.absorbed == (mode == "absorbed")
     with torch.no_grad():
-        first = model(tokens)
-        cache = key_values._position_cache
-        assert cache is not None
-        second = model(tokens)
-        assert key_values._position_cache is cache  # reused, not recomputed
-        direct = key_values.reference(tokens, model.encoder.positions())
-        assert torch.allclose(torch.cat(key_values(tokens, model.encoder.positions()), -1), torch.cat(direct, -1),
-                              atol=1e-5)
-    assert torch.allclose(first, uncached, atol=1e-6) and torch.equal(first, second)
-
-    # An in-place weight update (as an optimiser step does) invalidates the cache.
-    with torch.no_grad():
-        key_values.proj.weight.mul_(1.5)
-        updated = model(tokens)
-        assert key_values._position_cache is not cache
-    model.train()
-    assert key_values._position_cache is None
-    assert torch.allclose(updated, model(tokens).detach(), atol=1e-6)
-    assert not torch.allclose(updated, first, atol=1e-4)
+        prediction = policy.predict(probes[f"{case}.input"])
+    torch.testing.assert_close(prediction, probes[f"{case}.prediction"], rtol=0, atol=1e-5)
 
 
-def test_no_cache_while_autograd_is_on_in_eval_mode() -> None:
-    model = PerceiverIO(tiny(), 1, (4, 6)).eval()
-    out = model(torch.randn(1, 24, 1))
-    assert model.encoder.first_cross_attend.key_values._position_cache is None
-    out.sum().backward()
-    assert model.encoder.first_cross_attend.key_values.proj.weight.grad is not None
+# -- memory: nothing of size B·N·A in a training step ------------------------------------------------------------
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operator returns (forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for tensor in torch.utils._pytree.tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+@pytest.mark.parametrize("num_cross_attends", [1, 2])
+@pytest.mark.parametrize("mode", ["absorbed", "materialised"])
+def test_absorbed_training_step_allocates_nothing_of_size_b_n_a(num_cross_attends: int, mode: str) -> None:
+    """B = 2, N = 1,200, A = 64, F = 1 + 10: B·N·A = 153,600, B·N·F = 26,400, attention weights B·L·N = 19,200."""
+    torch.manual_seed(0)
+    config = tiny(num_latents=8, latent_channels=64, num_cross_attends=num_cross_attends, input_attention=mode)
+    model = PerceiverIO(config, 1, (30, 40)).train()
+    tokens = torch.randn(2, 1200, 1)
+    bna = 2 * 1200 * 64
+    saved: list[int] = []
+    with _LargestTensor() as largest, torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved.append(t.numel()) or t, lambda t: t
+    ):
+        model(tokens).square().sum().backward()
+    if mode == "absorbed":
+        assert largest.largest < bna / 4 and max(saved) < bna / 4
+    else:  # the check can fail: materialised keys and values are B·N·A each
+        assert largest.largest >= bna
 
 
 # -- chunked, checkpointed cross-attend ------------------------------------------------------------------------------

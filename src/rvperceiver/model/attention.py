@@ -29,6 +29,11 @@ SDPA_BACKENDS: dict[str, list[SDPBackend] | None] = {
 }
 
 
+def _softmax(scores: Tensor) -> Tensor:
+    """Softmax over the last axis in at least float32 (weights for plots must sum to one)."""
+    return torch.softmax(scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores, dim=-1)
+
+
 def init_linear(linear: nn.Linear) -> None:
     """Fan-in scaled truncated normal weights (std 1/√fan_in, cut at ±2σ) and zero bias.
 
@@ -107,7 +112,87 @@ def attention_weights(q: Tensor, k: Tensor, heads: int) -> Tensor:
     qh = split_heads(q, heads)
     kh = split_heads(k.to(q.dtype), heads)
     scores = qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1])
-    return torch.softmax(scores.float(), dim=-1)
+    return _softmax(scores)
+
+
+def absorbed_queries(q: Tensor, key_weight: Tensor, heads: int) -> Tensor:
+    """Per-head queries moved into the token width: `q [.., L, A]`, `key_weight [A, F]` → `[.., heads·L, F]`.
+
+    Head h's logit of query l on token x is `q_lh · (W_h x + b_h)`; the bias term does not depend on the token and
+    cancels in the softmax, so `(W_hᵀ q_lh) · x` gives the same weights. The heads are stacked along the query axis
+    (head-major), so all of them attend to one shared copy of the tokens.
+    """
+    *lead, length, width = q.shape
+    head_width = width // heads
+    per_head = q.view(*lead, length, heads, head_width).transpose(-2, -3)  # [.., H, L, d]
+    moved = torch.matmul(per_head, key_weight.to(q.dtype).view(heads, head_width, -1))  # [.., H, L, F]
+    return moved.reshape(*lead, heads * length, key_weight.shape[1])
+
+
+def absorbed_attention(
+    q: Tensor,
+    tokens: Tensor,
+    key_weight: Tensor,
+    value_weight: Tensor,
+    value_bias: Tensor,
+    heads: int,
+    dropout_p: float = 0.0,
+    backend: str = "auto",
+    pad_multiple: int = 1,
+) -> Tensor:
+    """Multi-head attention over keys `tokens W_kᵀ + b_k` and values `tokens W_vᵀ + b_v`, never building either.
+
+    `q` is `[B, L, A]` or `[L, A]` (shared by the batch), `tokens` `[B, N, F]`, `key_weight` and `value_weight`
+    `[A, F]`, `value_bias` `[A]`; the result `[B, L, A]` equals `multi_head_attention(q, keys, values, heads)`.
+    The queries are absorbed into the token width (`absorbed_queries`) and SDPA runs once over `[B, 1, H·L, F]`
+    queries and the shared `[B, 1, N, F]` tokens with the heads' own scale 1/√(A/H). Each head's output is a
+    weighted mean of tokens; its value projection is applied afterwards, on L rows instead of N. This is cheaper
+    when the token width F is below the head width (see `PerceiverConfig.input_attention`), and nothing of size
+    `[B, N, A]` exists in the forward or the backward pass.
+
+    Attention dropout makes the weights sum to less or more than one, so the value bias can no longer be added
+    once afterwards: a column of ones is then appended to the tokens (zero in the queries, so the logits stay the
+    same) and its attended value, the surviving weight mass, multiplies the bias. `pad_multiple` pads the width
+    with zeros to a multiple of it (exact), for fused kernels that want head widths in multiples of 8.
+    """
+    batch, _, width = tokens.shape
+    head_width = q.shape[-1] // heads
+    queries = absorbed_queries(q, key_weight, heads)
+    if queries.dim() == 2:
+        queries = queries.expand(batch, -1, -1)
+    tokens = tokens.to(queries.dtype)
+    with_mass = dropout_p > 0.0
+    padded = -(-(width + int(with_mass)) // pad_multiple) * pad_multiple
+    if with_mass:
+        tokens = torch.cat([tokens, tokens.new_ones(batch, tokens.shape[1], 1)], dim=-1)
+    if padded > tokens.shape[-1]:
+        tokens = F.pad(tokens, (0, padded - tokens.shape[-1]))
+    if padded > width:
+        queries = F.pad(queries, (0, padded - width))
+    with _only_backend(backend, q.device):
+        mixed = F.scaled_dot_product_attention(
+            queries.unsqueeze(1),
+            tokens.unsqueeze(1),
+            tokens.unsqueeze(1),
+            dropout_p=dropout_p,
+            scale=1.0 / math.sqrt(head_width),
+        )
+    mixed = mixed.view(batch, heads, -1, padded)  # [B, H, L, padded]: per head, the attended token
+    per_head_weight = value_weight.to(mixed.dtype).view(heads, head_width, width)
+    out = torch.matmul(mixed[..., :width], per_head_weight.transpose(1, 2))  # [B, H, L, d]
+    bias = value_bias.to(mixed.dtype).view(heads, 1, head_width)
+    out = out + (bias * mixed[..., width : width + 1] if with_mass else bias)
+    return merge_heads(out)
+
+
+def absorbed_attention_weights(q: Tensor, tokens: Tensor, key_weight: Tensor, heads: int) -> Tensor:
+    """The weights `[B, heads, L, N]` that `absorbed_attention` applies, built explicitly (for plots and tests)."""
+    batch = tokens.shape[0]
+    queries = absorbed_queries(q, key_weight, heads)
+    if queries.dim() == 2:
+        queries = queries.expand(batch, -1, -1)
+    scores = queries @ tokens.to(queries.dtype).transpose(-1, -2) / math.sqrt(q.shape[-1] // heads)
+    return _softmax(scores).view(batch, heads, -1, tokens.shape[1])
 
 
 class MLP(nn.Module):
@@ -124,8 +209,14 @@ class MLP(nn.Module):
         return self.dropout(self.contract(F.gelu(self.expand(self.norm(x)))))
 
 
+def batched(q: Tensor, batch: int) -> Tensor:
+    """Queries `[L, A]` shared by the batch, as a `[B, L, A]` view; `[B, L, A]` unchanged."""
+    return q.unsqueeze(0).expand(batch, -1, -1) if q.dim() == 2 else q
+
+
 class LatentKeyValues(nn.Module):
-    """Keys and values from a `[B, N, D]` array of the model's own width: LayerNorm then one Linear(D, 2D)."""
+    """The context side of a cross-attend to a `[B, N, D]` array of the model's own width (the decoder's latents):
+    LayerNorm then one Linear(D, 2D) gives keys and values, attended with `multi_head_attention`."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -136,14 +227,24 @@ class LatentKeyValues(nn.Module):
         keys, values = self.proj(self.norm(context)).chunk(2, dim=-1)
         return keys, values
 
+    def attend(self, q: Tensor, context: Tensor, heads: int, dropout_p: float, backend: str) -> Tensor:
+        keys, values = self(context)
+        return multi_head_attention(batched(q, keys.shape[0]), keys, values, heads, dropout_p, backend)
+
+    def attention_weights(self, q: Tensor, context: Tensor, heads: int) -> Tensor:
+        keys, _ = self(context)
+        return attention_weights(batched(q, keys.shape[0]), keys, heads)
+
 
 class CrossAttentionLayer(nn.Module):
-    """Queries of width D attend to a context; the context's keys and values come from the `key_values` module.
+    """Queries of width D attend to a context; how the context is attended is up to the `key_values` module.
 
-    `key_values(*context)` must return `(keys, values)`, each `[B, N, A]`, already normalised and projected: the
-    context side is where inputs differ (latents vs. raw tokens with position features), so it is pluggable while
-    the query side (its own LayerNorm, projection, residual and MLP) is fixed. Queries may be `[L, D]`, one set shared
-    by the whole batch (learned latents, decoder queries): they are then projected once and broadcast.
+    `key_values.attend(q, *context, heads, dropout_p, backend)` returns the attended `[B, L, A]` for projected
+    queries `q`, and `key_values.attention_weights(q, *context, heads)` the weights it applies. The context side
+    is where inputs differ (latents vs. raw tokens with position features, which can be attended without building
+    their keys and values), so it is pluggable while the query side (its own LayerNorm, projection, residual and
+    MLP) is fixed. Queries may be `[L, D]`, one set shared by the whole batch (learned latents, decoder queries):
+    they are then projected once and broadcast.
 
     `attention_channels` (A, None = D) is the width of queries, keys and values: the query projection maps D → A
     and the output projection A → D. The attention products cost 2·B·L·N·A, so a narrower A is the way to make a
@@ -172,26 +273,17 @@ class CrossAttentionLayer(nn.Module):
         self.residual_dropout = nn.Dropout(dropout)
         self.mlp = MLP(channels, widening, dropout)
 
-    def _queries(self, query: Tensor, batch: int) -> tuple[Tensor, Tensor]:
-        q = self.q_proj(self.q_norm(query))
-        if query.dim() == 2:
-            query = query.unsqueeze(0).expand(batch, -1, -1)
-            q = q.unsqueeze(0).expand(batch, -1, -1)
-        return query, q
-
     def forward(self, query: Tensor, *context: Tensor | None) -> Tensor:
-        keys, values = self.key_values(*context)
-        query, q = self._queries(query, keys.shape[0])
+        q = self.q_proj(self.q_norm(query))
         dropout_p = self.dropout_p if self.training else 0.0
-        attended = multi_head_attention(q, keys, values, self.heads, dropout_p, self.backend)
-        x = query + self.residual_dropout(self.o_proj(attended))
+        attended = self.key_values.attend(q, *context, heads=self.heads, dropout_p=dropout_p, backend=self.backend)
+        x = query + self.residual_dropout(self.o_proj(attended))  # a shared [L, D] query broadcasts over B
         return x + self.mlp(x)
 
     def attention_weights(self, query: Tensor, *context: Tensor | None) -> Tensor:
         """`[B, heads, L, N]` weights of this layer's attention (materialised: for plots and tests only)."""
-        keys, _ = self.key_values(*context)
-        _, q = self._queries(query, keys.shape[0])
-        return attention_weights(q, keys, self.heads)
+        q = self.q_proj(self.q_norm(query))
+        return self.key_values.attention_weights(q, *context, heads=self.heads)
 
 
 class SelfAttentionLayer(nn.Module):

@@ -16,6 +16,7 @@ from rvperceiver.errors import ConfigError
 POSITION_KINDS = ("fourier", "learned", "none")
 KV_NORM_KINDS = ("joint", "values")
 ATTENTION_BACKENDS = ("auto", "math", "efficient", "flash")
+INPUT_ATTENTION_KINDS = ("auto", "absorbed", "materialised")
 
 
 def _require_positive_int(owner: str, name: str, value: Any) -> None:
@@ -56,34 +57,32 @@ class PerceiverConfig:
     `joint` (default) normalises each token's concatenation [values ‖ position features], DeepMind's semantics,
     which keeps a one-channel value meaningful because it is normalised together with its position features;
     `values` normalises the values alone (and not at all when a token has a single channel, where a LayerNorm
-    would output a constant) and passes the position features through unnormalised. Both run at the same cost:
-    the position features' share of the key/value projection is computed once per forward, not per example
-    (see `perceiver.InputKeyValues`).
+    would output a constant) and passes the position features through unnormalised.
+
+    `input_attention` chooses how the encoder's cross-attends attend to the tokens; both ways are exact (equal
+    outputs and gradients up to float rounding) and share their parameters, so it can change between saving and
+    loading. `absorbed` runs the attention in the token width F = c + P (values and position features) with the
+    queries moved into that width, and never builds keys or values; `materialised` builds `[B, N, A]` keys and
+    values and attends at width A. `auto` (default) absorbs unless that costs more arithmetic (the rule is in
+    `absorbs_input_attention`). Every other field's setting is covered by both (see `perceiver.InputKeyValues`).
 
     `cross_attend_chunk` (None = off) trades time for memory on long inputs: when set, in training with autograd
-    on, every encoder cross-attend runs under activation checkpointing over chunks of that many examples. Its
-    `[B, N, D]` keys and values are then never kept for the backward pass; the backward rebuilds them one chunk at
-    a time, so the peak holds keys, values and their gradients for `cross_attend_chunk` examples instead of B.
-    Outputs and gradients equal the unchunked path (up to float rounding); the price is one more key/value
-    projection and cross-attention forward per step (see BENCHMARKS.md for the measured cost).
+    on, every encoder cross-attend runs under activation checkpointing over chunks of that many examples, so the
+    backward rebuilds what it needs one chunk at a time (mostly useful with `materialised`, whose `[B, N, A]` keys
+    and values it then never keeps for the whole batch). Outputs and gradients equal the unchunked path; the price
+    is one more cross-attend forward per step.
 
-    `cross_attention_channels` (None = `latent_channels`, the shipped behaviour) is the width of the encoder
+    `cross_attention_channels` (None = `latent_channels`, the shipped behaviour) is the width A of the encoder
     cross-attends' queries, keys and values. Appendix C of the Perceiver paper gives them the channel count of
     the smaller input, the key/value side, rather than the latent width; perceiver-pytorch defaults to 1 head × 64.
-    The QKᵀ and AV products over all N tokens scale with it, and at N = 12,288 they are about half of a training
-    step's FLOPs, so 64 instead of 256 makes that part 4× cheaper; the keys and values held for the backward
-    shrink by the same factor. It changes the model (other shapes, other parameters): it is a modelling choice,
-    not a free speed-up. The decoder's cross-attend keeps the latent width (its key/value input is the latents).
+    It changes the model (other shapes, other parameters): it is a modelling choice, not a free speed-up. The
+    decoder's cross-attend keeps the latent width (its key/value input is the latents).
 
     `attention_backend` restricts every attention of the model to one SDPA kernel (`torch.nn.attention.sdpa_kernel`
-    around `F.scaled_dot_product_attention`): `auto` (default) lets PyTorch choose, `math` is the unfused reference,
-    `efficient` and `flash` the fused kernels (CPU has only `flash` and `math`; an unavailable kernel is a
-    ConfigError at the first forward). `auto` stays PyTorch's choice on CPU too, because the fused CPU kernel was
-    measured faster: at the cross-attend's shape (16 examples, 1 head of width 256, 128 queries over 12,288 keys,
-    2 shared threads) SDPA alone took 0.94× the math kernel's time forward + backward and 0.70× forward only, in
-    all 5 alternating repetitions; 0.53× at head width 64. A whole training step of the benchmark model ran 0.67×
-    as fast with `math` everywhere and 0.84× with `math` in the cross-attend only (noisy: 3 repetitions at load 5).
-    `math` also holds the `[B, heads, L, N]` weights for the backward: 1.19× the step's peak memory.
+    around `F.scaled_dot_product_attention`): `auto` (default) lets PyTorch choose, `math` is the unfused reference
+    (it also keeps the `[B, heads, L, N]` weights for the backward), `efficient` and `flash` the fused kernels
+    (CPU has only `flash` and `math`; an unavailable kernel is a ConfigError at the first forward). BENCHMARKS.md
+    has the measured costs of these options.
     """
 
     num_latents: int = 64
@@ -106,6 +105,20 @@ class PerceiverConfig:
     cross_attend_chunk: int | None = None
     attention_backend: str = "auto"
     cross_attention_channels: int | None = None
+    input_attention: str = "auto"
+
+    def absorbs_input_attention(self, token_width: int) -> bool:
+        """Whether the encoder cross-attends run absorbed for tokens of `token_width` = c + P channels.
+
+        `auto` absorbs when that does no more attention arithmetic than building keys and values: per example,
+        absorbed costs 4·H·L·N·F multiply-adds (scores and weighted sums of H·L queries over N tokens of width F),
+        materialised 4·N·F·A (the key/value projection) + 4·L·N·A (scores and weighted sums at width A), so the
+        rule is H·L·F ≤ A·(F + L), roughly F ≤ A/H for L ≫ A/H. Memory favours absorbing in every case.
+        """
+        if self.input_attention != "auto":
+            return self.input_attention == "absorbed"
+        heads, latents, width = self.cross_heads, self.num_latents, self.cross_attention_width
+        return heads * latents * token_width <= width * (token_width + latents)
 
     @property
     def cross_attention_width(self) -> int:
@@ -136,6 +149,7 @@ class PerceiverConfig:
         _require_choice(owner, "position", self.position, POSITION_KINDS)
         _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
         _require_choice(owner, "attention_backend", self.attention_backend, ATTENTION_BACKENDS)
+        _require_choice(owner, "input_attention", self.input_attention, INPUT_ATTENTION_KINDS)
         if self.cross_attention_channels is not None:
             _require_positive_int(owner, "cross_attention_channels", self.cross_attention_channels)
             _require_divides(

@@ -3,10 +3,11 @@
 Shapes: tokens `[B, N, c]` on a token grid `grid_shape` (N = prod(grid_shape)) → latents `[B, L, D]` →
 predictions `[B, output_steps, output_channels]`.
 
-The input side is where the cost is (N ≈ 12k tokens against L = 64 latents), and most of it would be spent
-projecting the position features, which are the same for every example. `InputKeyValues` therefore projects them
-once per forward pass and combines them with each example's values exactly, also under a LayerNorm that spans
-values and positions (see its docstring for the algebra).
+The input side is where the cost is (N ≈ 12k tokens against L = 64 latents). Each token is narrow (F = c + P,
+its values and position features) while the attention is wide (A channels), and every key and value is a linear
+map of the normalised token, so the encoder's cross-attends can attend in the token width without building keys
+or values at all (`InputKeyValues`, `attention.absorbed_attention`), exactly; `PerceiverConfig.input_attention`
+says when.
 """
 
 from __future__ import annotations
@@ -24,10 +25,20 @@ from rvperceiver.model.attention import (
     CrossAttentionLayer,
     LatentKeyValues,
     SelfAttentionBlock,
+    absorbed_attention,
+    absorbed_attention_weights,
+    attention_weights,
+    batched,
     make_linear,
+    multi_head_attention,
 )
 from rvperceiver.model.config import PerceiverConfig
 from rvperceiver.model.position import PositionFeatures
+
+
+def _full_precision(x: Tensor) -> Tensor:
+    """`x` in float32 if it is in a half-precision type (float64 stays float64, for exactness tests)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _truncated_normal_parameter(shape: tuple[int, ...], std: float) -> nn.Parameter:
@@ -36,99 +47,110 @@ def _truncated_normal_parameter(shape: tuple[int, ...], std: float) -> nn.Parame
     return parameter
 
 
-def _cache_key(*tensors: Tensor | None) -> tuple:
-    """Identity of the current contents of some tensors: storage, in-place version counter, dtype and device.
-
-    Optimiser steps and `load_state_dict` modify parameters in place, which bumps `_version`; `.to()` gives new
-    storage. Either way the key changes and a cached result derived from the old contents is not reused.
-    """
-    return tuple(
-        None if t is None else (t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for t in tensors
-    )
-
-
 class InputKeyValues(nn.Module):
-    """Keys and values of the input tokens: LayerNorm and Linear over each token's [values ‖ position features].
+    """The context side of an encoder cross-attend: the input tokens, each `z_n = [v_n ‖ p_n]` (c values, P position
+    features), normalised and projected by one Linear(c + P, 2A) into a key and a value.
 
-    With `kv_norm="joint"` (DeepMind's semantics) the projection of token n is
-    `W (γ ∘ (z_n − μ_n)/σ_n + β) + b` with `z_n = [v_n ‖ p_n]`, μ_n and σ_n its mean and standard deviation
-    over the c + P channels. Writing W' = W diag(γ), split into value and position columns W'_v, W'_p, this equals
+    `kv_norm="joint"` (DeepMind's semantics) normalises the whole z_n: `k_n, u_n = W (γ ∘ ẑ_n + β) + b` with
+    `ẑ_n = (z_n − μ_n)/σ_n` over its F = c + P channels. `kv_norm="values"` normalises only v_n (not at all when
+    c = 1, where a LayerNorm would output a constant and erase the signal), and a one-channel token without
+    position features is left unnormalised under `joint` for the same reason. Either way every key and value is an
+    affine map `W' x_n + b'` of an F-wide, affine-free normalised token x_n (`normalised_tokens`, `folded_weights`:
+    the LayerNorm's γ and β are folded into W' and b').
 
-        (W'_v v_n + W'_p p_n − μ_n W'1) / σ_n + (W β + b)
+    `attend` runs the attention in one of two exact ways (`absorbed`, chosen by `PerceiverConfig.input_attention`):
+    - absorbed: SDPA over the F-wide x_n themselves, with the queries moved into that width
+      (`attention.absorbed_attention`); no `[B, N, A]` keys or values exist.
+    - materialised: keys and values `[B, N, A]` are built and attended. The position features are the same for
+      every example, so their share of the projection (`W'_p p_n`) and their moments are computed once per
+      forward, and μ_n, σ_n follow from the per-token moments of v_n and p_n by the pairwise (Chan et al.) merge:
+      `(W'_v v_n + W'_p p_n − μ_n W'1) / σ_n + (W β + b)`. Each example then costs a projection of c + 2 inputs
+      rather than c + P, and autograd keeps nothing of size `[B, N, 2A]` for the projection itself.
 
-    and μ_n, σ_n follow exactly from the per-token mean and squared deviation of v_n and of p_n by the pairwise
-    (Chan et al.) merge. W'_p p_n and the position moments are the same for every example: they are computed once
-    per forward (`[N, 2D]`), so each example costs a projection of c + 2 inputs instead of c + P (3 vs 69 in scalar
-    mode with 4 axes × 8 bands), with results equal to the direct computation up to rounding (tested).
-
-    Cost, honestly: with few position channels the projection is memory-bound (writing the `[B, N, 2D]` keys and
-    values dominates), so the gain is modest; the layout below keeps it to one scaled copy plus one fused
-    multiply-add, and autograd stores nothing of size `[B, N, 2D]`. On a shared 2-core CPU (B = 8, N = 12,288,
-    D = 128) the key/value stage ran ~1.5× faster than the direct form at 8 bands and ~4× at 64 bands, and a whole
-    forward + backward 1.2–1.5× faster; not measured on a GPU.
-
-    With `kv_norm="values"` only the values are normalised (not at all when c = 1, where a LayerNorm outputs a
-    constant and would erase the signal) and the projection splits trivially: `W_v LN(v_n) + W_p p_n + b`.
-
-    Under `joint`, a token of a single channel without position features is left unnormalised for the same reason.
-
-    In eval mode without autograd (closed-loop control, validation) the position part is also cached across calls,
-    keyed on the identity and version of the tensors it derives from, so a weight update or a reload invalidates it.
-    All of this runs in float32 with autocast off: the per-token work is tiny, and normalisation statistics and
-    fixed Fourier features lose precision in half precision.
+    Both run in float32 with autocast off up to the normalised tokens: normalisation statistics and fixed Fourier
+    features lose precision in half precision, and the per-token work there is tiny.
     """
 
-    def __init__(self, input_channels: int, position_channels: int, out_channels: int, kv_norm: str) -> None:
+    def __init__(
+        self, input_channels: int, position_channels: int, out_channels: int, kv_norm: str, absorbed: bool
+    ) -> None:
         super().__init__()
         self.input_channels = input_channels
         self.position_channels = position_channels
         self.out_channels = out_channels
         self.kv_norm = kv_norm
+        self.absorbed = absorbed
         total = input_channels + position_channels
         self.joint_norm = nn.LayerNorm(total) if kv_norm == "joint" and total > 1 else None
         self.value_norm = nn.LayerNorm(input_channels) if kv_norm == "values" and input_channels > 1 else None
         self.proj = make_linear(total, 2 * out_channels)
-        self._position_cache: tuple[tuple, tuple[Tensor, ...]] | None = None
 
-    def train(self, mode: bool = True) -> InputKeyValues:
-        self._position_cache = None
-        return super().train(mode)
-
-    # -- the position part, shared by every example ------------------------------------------------------------
-    def _position_part(self, positions: Tensor) -> tuple[Tensor, ...]:
-        c = self.input_channels
-        if self.joint_norm is None:
-            # `values` mode: W_p p_n + b, the bias folded in so the per-example step is a single fused multiply-add.
-            return (F.linear(positions, self.proj.weight[:, c:], self.proj.bias),)
-        gamma = self.joint_norm.weight
-        projected = F.linear(positions, self.proj.weight[:, c:] * gamma[c:])
-        mean = positions.mean(dim=-1)
-        squared_deviation = (positions - mean[:, None]).square().sum(dim=-1)
-        return projected, mean, squared_deviation
-
-    def position_part(self, positions: Tensor) -> tuple[Tensor, ...]:
-        """The position-only terms (cached in eval mode without autograd, recomputed otherwise)."""
-        if self.training or torch.is_grad_enabled():
-            self._position_cache = None
-            return self._position_part(positions)
-        tensors = [positions, self.proj.weight, self.proj.bias]
-        if self.joint_norm is not None:
-            tensors.append(self.joint_norm.weight)
-        key = _cache_key(*tensors)
-        if self._position_cache is None or self._position_cache[0] != key:
-            self._position_cache = (key, self._position_part(positions))
-        return self._position_cache[1]
-
-    # -- forward ----------------------------------------------------------------------------------------------
-    def forward(self, tokens: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+    # -- the absorbed path ------------------------------------------------------------------------------------
+    def normalised_tokens(self, tokens: Tensor, positions: Tensor | None) -> Tensor:
+        """The affine-free normalised tokens x_n `[B, N, c + P]` (float32) that keys and values are maps of."""
         with torch.autocast(device_type=tokens.device.type, enabled=False):
-            tokens = tokens.float()
+            values = _full_precision(tokens)
+            if self.value_norm is not None:
+                values = F.layer_norm(values, (self.input_channels,), eps=self.value_norm.eps)
+            if positions is not None:
+                values = torch.cat([values, _full_precision(positions).expand(values.shape[0], -1, -1)], dim=-1)
+            if self.joint_norm is not None:
+                values = F.layer_norm(values, (values.shape[-1],), eps=self.joint_norm.eps)
+            return values
+
+    def folded_weights(self) -> tuple[Tensor, Tensor]:
+        """`(W' [2A, F], b' [2A])` such that keys ‖ values = `W' x_n + b'` for the x_n of `normalised_tokens`."""
+        weight, bias = self.proj.weight, self.proj.bias
+        norm = self.joint_norm if self.joint_norm is not None else self.value_norm
+        if norm is None:
+            return weight, bias
+        gain, shift = norm.weight, norm.bias
+        if self.value_norm is not None:  # γ and β cover the value channels only
+            gain = torch.cat([gain, gain.new_ones(self.position_channels)])
+            shift = torch.cat([shift, shift.new_zeros(self.position_channels)])
+        return weight * gain, F.linear(shift, weight, bias)
+
+    # -- attending ------------------------------------------------------------------------------------------
+    def attend(
+        self, q: Tensor, tokens: Tensor, positions: Tensor | None, heads: int, dropout_p: float, backend: str
+    ) -> Tensor:
+        if not self.absorbed:
+            keys, values = self(tokens, positions)
+            return multi_head_attention(batched(q, keys.shape[0]), keys, values, heads, dropout_p, backend)
+        weight, bias = self.folded_weights()
+        width = self.out_channels
+        return absorbed_attention(
+            q,
+            self.normalised_tokens(tokens, positions),
+            weight[:width],
+            weight[width:],
+            bias[width:],
+            heads,
+            dropout_p,
+            backend,
+            pad_multiple=8 if tokens.is_cuda else 1,
+        )
+
+    def attention_weights(self, q: Tensor, tokens: Tensor, positions: Tensor | None, heads: int) -> Tensor:
+        if not self.absorbed:
+            keys, _ = self(tokens, positions)
+            return attention_weights(batched(q, keys.shape[0]), keys, heads)
+        weight, _ = self.folded_weights()
+        return absorbed_attention_weights(
+            q, self.normalised_tokens(tokens, positions), weight[: self.out_channels], heads
+        )
+
+    # -- the materialised path ----------------------------------------------------------------------------------
+    def forward(self, tokens: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Keys and values `[B, N, A]` each (float32)."""
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            tokens = _full_precision(tokens)
             if positions is None:
                 kv = self._without_positions(tokens)
             elif self.joint_norm is not None:
-                kv = self._joint_factored(tokens, positions.float())
+                kv = self._joint_factored(tokens, _full_precision(positions))
             else:
-                kv = self._values_only(tokens, positions.float())
+                kv = self._values_only(tokens, _full_precision(positions))
         keys, values = kv.chunk(2, dim=-1)
         return keys, values
 
@@ -142,8 +164,10 @@ class InputKeyValues(nn.Module):
     def _values_only(self, tokens: Tensor, positions: Tensor) -> Tensor:
         if self.value_norm is not None:
             tokens = self.value_norm(tokens)
-        (position_term,) = self.position_part(positions)  # [N, 2D], broadcast over the batch by baddbmm
-        value_weight = self.proj.weight[:, : self.input_channels].t()
+        c = self.input_channels
+        # W_p p_n + b, once per forward, broadcast over the batch by baddbmm.
+        position_term = F.linear(positions, self.proj.weight[:, c:], self.proj.bias)
+        value_weight = self.proj.weight[:, :c].t()
         return torch.baddbmm(position_term, tokens, value_weight.expand(tokens.shape[0], -1, -1))
 
     def _joint_factored(self, tokens: Tensor, positions: Tensor) -> Tensor:
@@ -151,10 +175,13 @@ class InputKeyValues(nn.Module):
         total = c + p
         norm = self.joint_norm
         assert norm is not None
-        weight = self.proj.weight * norm.weight  # W' = W diag(γ), [2D, c + P]
-        weight_sum = weight.sum(dim=1)  # W'1, [2D]
-        constant = F.linear(norm.bias, self.proj.weight, self.proj.bias)  # Wβ + b, [2D]
-        position_projection, position_mean, position_sq_dev = self.position_part(positions)
+        weight = self.proj.weight * norm.weight  # W' = W diag(γ), [2A, c + P]
+        weight_sum = weight.sum(dim=1)  # W'1, [2A]
+        constant = F.linear(norm.bias, self.proj.weight, self.proj.bias)  # Wβ + b, [2A]
+        # The position-only terms, the same for every example.
+        position_projection = F.linear(positions, weight[:, c:])  # [N, 2A]
+        position_mean = positions.mean(dim=-1)
+        position_sq_dev = (positions - position_mean[:, None]).square().sum(dim=-1)
 
         value_mean = tokens.mean(dim=-1, keepdim=True)  # [B, N, 1]
         if c > 1:
@@ -166,30 +193,13 @@ class InputKeyValues(nn.Module):
         sq_dev = value_sq_dev + position_sq_dev[:, None] + delta.square() * (c * p / total)
         inv_std = torch.rsqrt(sq_dev / total + norm.eps)  # [B, N, 1]
 
-        # (W'_v v − μ W'1 + W'_p p) / σ + const, arranged so that the only [B, N, 2D] work is one scaled copy of
+        # (W'_v v − μ W'1 + W'_p p) / σ + const, arranged so that the only [B, N, 2A] work is one scaled copy of
         # the shared position term and one fused multiply-add: the small per-token inputs [v/σ, −μ/σ, 1] meet the
-        # weights [W'_v, W'1, const] in a batched matmul that accumulates onto it. Autograd then keeps nothing of
-        # size [B, N, 2D] for the backward pass.
+        # weights [W'_v, W'1, const] in a batched matmul that accumulates onto it.
         small_inputs = torch.cat([tokens * inv_std, -mean * inv_std, torch.ones_like(inv_std)], dim=-1)
         small_weight = torch.cat([weight[:, :c], weight_sum[:, None], constant[:, None]], dim=1).t()
         scaled_positions = position_projection * inv_std
         return torch.baddbmm(scaled_positions, small_inputs, small_weight.expand(tokens.shape[0], -1, -1))
-
-    def reference(self, tokens: Tensor, positions: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The same keys and values computed the plain way (concatenate per example, normalise, project).
-
-        Not used in training; it is the definition the fast path is tested against.
-        """
-        tokens = tokens.float()
-        if positions is None:
-            return self._without_positions(tokens).chunk(2, dim=-1)
-        if self.value_norm is not None:
-            tokens = self.value_norm(tokens)
-        joined = torch.cat([tokens, positions.float().expand(tokens.shape[0], -1, -1)], dim=-1)
-        if self.joint_norm is not None:
-            joined = self.joint_norm(joined)
-        keys, values = self.proj(joined).chunk(2, dim=-1)
-        return keys, values
 
 
 class PerceiverEncoder(nn.Module):
@@ -215,9 +225,13 @@ class PerceiverEncoder(nn.Module):
         self.latents = _truncated_normal_parameter((config.num_latents, width), config.init_scale)
 
         attention_width = config.cross_attention_width
+        self.token_width = input_channels + self.positions.channels
+        self.absorbed = config.absorbs_input_attention(self.token_width)
 
         def cross_attend() -> CrossAttentionLayer:
-            key_values = InputKeyValues(input_channels, self.positions.channels, attention_width, config.kv_norm)
+            key_values = InputKeyValues(
+                input_channels, self.positions.channels, attention_width, config.kv_norm, self.absorbed
+            )
             return CrossAttentionLayer(
                 width,
                 key_values,
