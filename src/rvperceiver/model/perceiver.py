@@ -264,8 +264,9 @@ class PerceiverEncoder(nn.Module):
         """One cross-attend; checkpointed per chunk of `config.cross_attend_chunk` examples when that is set.
 
         Only in training with autograd on, and only when the batch is larger than a chunk: checkpointing the whole
-        batch as one piece saves nothing, because the backward pass rebuilds the `[B, N, D]` keys and values and
-        needs their gradients at the same moment anyway. Split by examples, the backward holds one chunk's worth.
+        batch as one piece saves nothing, because the backward pass rebuilds what the cross-attend keeps (the
+        `[B, N, A]` keys and values when materialised) and needs its gradients at the same moment anyway. Split by
+        examples, the backward holds one chunk's worth.
         A query of shape `[L, D]` (the learned latents) is shared by every chunk; `[B, L, D]` is split with the
         tokens. `checkpoint` (non-reentrant) replays the RNG state, so dropout masks match between the forward
         and its recomputation.
@@ -351,6 +352,6 @@ class PerceiverIO(nn.Module):
         return self.decoder(self.encoder(tokens))
 
     def attention_maps(self, tokens: Tensor) -> Tensor:
-        """Weights `[B, cross_heads, num_latents, N]` of the first cross-attend (materialised; for plots only)."""
+        """Weights `[B, cross_heads, num_latents, N]` of the first cross-attend, from the path it runs (for plots)."""
         self._check_tokens(tokens)
         return self.encoder.first_attention_weights(tokens)
