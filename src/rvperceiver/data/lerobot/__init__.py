@@ -16,12 +16,12 @@ A frame of episode ``e`` is the video frame at ``videos/<key>/from_timestamp[e] 
 LeRobot's tolerance of 1e-4 s. Images may instead be stored in the parquet (feature dtype ``"image"``, a struct of
 encoded ``bytes`` and ``path``); the reader decodes those with PyAV too (PNG, JPEG, ...).
 
-The writer's default codec is H.264 (libx264, crf 18, yuv420p). Measured here on 2500 Reacher-like 64x64
-frames: libx264 crf 18 gave a mean absolute error of 2.31/255 in a 0.22 MB file; LeRobot's default AV1
-(libsvtav1) gave 2.30/255 at crf 20 (0.50 MB) and 2.55/255 at crf 30 (0.24 MB); mpeg4 at quantiser 2 gave
-1.98/255 but 0.70 MB. H.264 is as accurate, small, quiet (SVT-AV1 prints a banner to stderr), and PyAV's bundled
-FFmpeg both encodes and decodes it. ``codec="libsvtav1"`` (decoded by libdav1d) and ``"mpeg4"`` also work. Video
-is lossy, mostly because yuv420p halves the colour resolution; use ``image_storage="image"`` for lossless PNG.
+The writer's default codec is H.264 (libx264, crf 18, yuv420p), with a keyframe every 2 frames as LeRobot
+encodes: about as accurate and small as LeRobot's default AV1 on these frames, quiet (SVT-AV1 prints a banner to
+stderr), and PyAV's bundled FFmpeg both encodes and decodes it. ``codec="libsvtav1"`` (decoded by libdav1d) and
+``"mpeg4"`` also work; ``benchmarks/bench_convert.py`` measures each one's frame error and size (figures in the
+README). Video is lossy, mostly because yuv420p halves the colour resolution; use ``image_storage="image"`` for
+lossless PNG.
 """
 
 from __future__ import annotations
