@@ -64,7 +64,7 @@ def test_train_refuses_existing_run_without_resume(run_dir: Path, demos: Path, c
 
 
 def test_eval_reports_metrics_in_metres(run_dir: Path, demos: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(demos), "--split", "valid"]) == 0
+    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(demos), "--split", "valid", "--json"]) == 0
     metrics = _json_out(capsys)
     assert metrics["split"] == "valid" and metrics["samples"] > 0
     assert metrics["verdict"] in {"collapsed", "partial", "learning"}
@@ -97,10 +97,28 @@ def test_stats_and_inspect(demos: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_sim_eval_runs_closed_loop(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet"]) == 0
-    result = _json_out(capsys)
+    out = run_dir.parent / "sim_eval.json"
+    assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet", "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    result = json.loads(out.read_text(encoding="utf-8"))
     assert 0.0 <= result["success_rate"] <= 1.0
     assert result["expert"]["success_rate"] == 1.0
+    # A short human summary on stdout, not the JSON: success with its interval, distances, the references.
+    assert len(summary.splitlines()) <= 8 and not summary.lstrip().startswith("{")
+    assert "95% CI" in summary and "mm" in summary and "expert" in summary and "mean trajectory" in summary
+    assert str(out) in summary
+    # Run again into the same file: refused before any rollout, the first record kept.
+    assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_eval_prints_a_summary_and_writes_the_json(run_dir: Path, demos: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_dir.parent / "eval.json"
+    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(demos), "--out", str(out), "--quiet"]) == 0
+    summary = capsys.readouterr().out
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    assert f"NMSE {metrics['nmse']:.3f}" in summary and "mm" in summary and metrics["verdict"] in summary
+    assert "\\u" not in out.read_text(encoding="utf-8")
 
 
 def test_sim_eval_refuses_training_seeds(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,8 +158,141 @@ def test_eval_and_predict_all_on_a_file_without_validation_episodes(run_dir: Pat
     assert main(["sim", "generate", "--episodes", "2", "--seed", "500", "--valid-fraction", "0",
                  "--out", str(held_out), "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(held_out)]) == 0
+    assert main(["eval", "--checkpoint", str(run_dir), "--data", str(held_out), "--json"]) == 0
     assert _json_out(capsys)["samples"] == 2 * (50 - 2 - 4 + 1)
     out = tmp_path / "pred.json"
     assert main(["predict", "--checkpoint", str(run_dir), "--data", str(held_out), "--out", str(out)]) == 0
     assert len(json.loads(out.read_text())) == 2 * (50 - 2 - 4 + 1)
+
+
+def test_show_config_prints_every_key_resolved(capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from rvperceiver.train.config import TrainConfig, _known_paths
+
+    assert main(["train", "--show-config", "--config", TINY, "steps=7", "optim.lr=0.01"]) == 0
+    text = capsys.readouterr().out
+    shown = yaml.safe_load(text)
+    assert shown["steps"] == 7 and shown["optim"]["lr"] == 0.01 and shown["batch_size"] == 8
+
+    def paths(node: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for key, value in node.items():
+            out.add(prefix + key)
+            if isinstance(value, dict):
+                out |= paths(value, prefix + key + ".")
+        return out
+
+    assert paths(shown) == set(_known_paths(TrainConfig))  # every key of the schema, nothing else
+
+
+def test_every_option_says_what_it_means_and_its_default() -> None:
+    parser = build_parser()
+
+    def walk(p):
+        yield p
+        for action in p._actions:
+            if isinstance(action, type(parser._subparsers._group_actions[0])):
+                for child in action.choices.values():
+                    yield from walk(child)
+
+    for p in walk(parser):
+        for action in p._actions:
+            if action.dest in ("help", "command", "sim_command"):
+                continue
+            assert action.help, f"{p.prog} {action.option_strings or action.dest}: no help"
+            help_text = p.formatter_class(p.prog)._get_help_string(action)
+            has_value = action.nargs != 0 and action.default not in (None, [])
+            if has_value and action.option_strings:
+                assert "default" in help_text, f"{p.prog} {action.option_strings}: no default shown"
+
+
+def test_a_non_empty_out_is_refused_and_a_failed_start_leaves_nothing(demos: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 1.0}\n')
+    (stale / "notes.txt").write_text("mine")
+    args = ["train", "--config", TINY, f"data.path={demos}", "steps=2", "--quiet"]
+    assert main([*args, "--out", str(stale)]) == 2
+    assert "not empty" in capsys.readouterr().err and (stale / "metrics.jsonl").read_text().startswith('{"kind"')
+    # --overwrite deletes the old run's outputs (not the user's other files) and starts a clean run.
+    assert main([*args, "--out", str(stale), "--overwrite"]) == 0
+    capsys.readouterr()
+    records = [json.loads(line) for line in (stale / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["kind"] == "start" and (stale / "notes.txt").read_text() == "mine"
+    assert (stale / "learning_curve.png").is_file()
+    # --resume where there is nothing to resume: refused, and no directory is made.
+    missing = tmp_path / "missing"
+    assert main([*args, "--out", str(missing), "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err and not missing.exists()
+    # A start that fails after the directory was made (a key the data lacks) removes it again.
+    failed = tmp_path / "failed"
+    assert main([*args, "data.ee_key=nope", "--out", str(failed)]) == 2
+    assert "nope" in capsys.readouterr().err and not failed.exists()
+
+
+@pytest.mark.parametrize("override, said", [
+    ("schedule.warmup_steps=50", "schedule.warmup_steps=50 is longer than the run (steps=10)"),
+    ("eval_every=11", "eval_every=11 is larger than the run (steps=10)"),
+])
+def test_a_schedule_that_cannot_happen_is_refused(demos: Path, tmp_path: Path, override: str, said: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    assert main(["train", "--config", TINY, f"data.path={demos}", "steps=10", override, "--out", str(out),
+                 "--quiet"]) == 2
+    assert said in capsys.readouterr().err and not out.exists()
+
+
+def test_inspect_without_keys_lists_the_candidates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import h5py
+
+    path = tmp_path / "other_keys.hdf5"
+    with h5py.File(path, "w") as handle:
+        for i in range(2):
+            handle[f"data/demo_{i}/obs/front_rgb"] = np.zeros((5, 16, 16, 3), np.uint8)
+            handle[f"data/demo_{i}/obs/gripper_pos"] = np.zeros((5, 3), np.float32)
+            handle[f"data/demo_{i}/obs/joint_vel"] = np.zeros((5, 9), np.float32)
+    assert main(["inspect", "--data", str(path)]) == 0
+    listing = _json_out(capsys)
+    assert listing["image_key_candidates"] == ["front_rgb"] and listing["ee_key_candidates"] == ["gripper_pos"]
+    assert {"key": "front_rgb", "shape": [16, 16, 3], "dtype": "uint8"} in listing["keys"]
+    assert "--image-key" in listing["note"]
+    # With the right keys it describes the data as usual.
+    assert main(["inspect", "--data", str(path), "--image-key", "front_rgb", "--ee-key", "gripper_pos"]) == 0
+    assert _json_out(capsys)["episodes"] == 2
+
+
+def test_validation_episodes_can_be_named_by_name_or_position(demos: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    for value, expected in (("[demo_2]", ["demo_2"]), ("[0,3]", ["demo_0", "demo_3"])):
+        out = tmp_path / f"r{len(expected)}"
+        assert main(["train", "--config", TINY, f"data.path={demos}", "steps=1", f"data.valid_episodes={value}",
+                     "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        split = json.loads((out / "split.json").read_text())
+        assert split["valid"] == expected and split["decided_by"] == "valid_episodes"
+        assert "named by data.valid_episodes" in err
+    # Without it, the file's own mask decides, and the run says so.
+    out = tmp_path / "masked"
+    assert main(["train", "--config", TINY, f"data.path={demos}", "steps=1", "--out", str(out)]) == 0
+    assert "file's own train/valid split (it wins over data.valid_fraction)" in capsys.readouterr().err
+    assert json.loads((out / "split.json").read_text())["decided_by"] == "file"
+    assert main(["train", "--config", TINY, f"data.path={demos}", "steps=1", "data.valid_episodes=[demo_9]",
+                 "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "data.valid_episodes names 'demo_9', which is not an episode here" in err and "positions 0..3" in err
+
+
+def test_predict_streams_json_in_batches(run_dir: Path, demos: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.npz"
+    assert main(["predict", "--checkpoint", str(run_dir), "--data", str(demos), "--out", str(whole),
+                 "--batch-size", "64", "--quiet"]) == 0
+    small = tmp_path / "small.json"
+    assert main(["predict", "--checkpoint", str(run_dir), "--data", str(demos), "--out", str(small),
+                 "--batch-size", "3", "--quiet"]) == 0
+    with np.load(whole, allow_pickle=False) as data:
+        records = json.loads(small.read_text())
+        assert len(records) == len(data["prediction"])
+        assert np.allclose([r["prediction"] for r in records], data["prediction"], atol=1e-5)
+        assert [r["episode"] for r in records] == data["episode"].tolist()

@@ -430,7 +430,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_unreadable_view_choice_on_resume(capsys, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    out.mkdir()
+    (out / "checkpoint").mkdir(parents=True)  # --resume needs a checkpoint; the view choice is read first
     (out / "view_choice.json").write_text('{"view": {"token_mode": "pixel", "transfrom": "rfft"}}')
     message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "view_choice=adaptive", *QUIET,
                        "--out", out, "--resume")

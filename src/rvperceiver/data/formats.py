@@ -9,7 +9,7 @@ from rvperceiver.data import lerobot, robomimic
 from rvperceiver.data.episodes import EpisodeSet
 from rvperceiver.errors import DataError
 
-__all__ = ["open_episodes", "detect_format", "DEFAULT_KEYS", "HDF5_SUFFIXES"]
+__all__ = ["open_episodes", "detect_format", "list_keys", "DEFAULT_KEYS", "HDF5_SUFFIXES"]
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 # (image key, end-effector key) used when the caller names none: the conventional keys of each format.
@@ -51,3 +51,60 @@ def open_episodes(
     if kind == "robomimic":
         return robomimic.read_robomimic(path, image_key=image_key, ee_key=ee_key)
     return lerobot.read_lerobot(path, image_key=image_key, ee_key=ee_key)
+
+
+def list_keys(path: str | os.PathLike[str]) -> dict[str, object]:
+    """Every per-frame key of a dataset with its per-frame shape and dtype, and which could be the frames or the
+    end-effector target, read from metadata only (no frames are decoded).
+
+    robomimic: the datasets under ``data/<first demo>/obs``; LeRobot: the ``features`` of ``meta/info.json``.
+    An image candidate is uint8 ``[H, W, C]`` (or a LeRobot ``video``/``image`` feature); a target candidate is a
+    float vector of 2 to 7 values (positions, possibly with orientation).
+    """
+    import json
+
+    import numpy as np
+
+    kind = detect_format(path)
+    path = Path(path)
+    keys: list[dict[str, object]] = []
+    if kind == "robomimic":
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                data = handle.get("data")
+                demos = sorted(k for k in data.keys() if isinstance(data[k], h5py.Group)) if data is not None else []
+                obs = data[demos[0]].get("obs") if demos else None
+                if obs is None:
+                    raise DataError(f"{path}: no data/<demo>/obs group to list keys from")
+                for name, dataset in obs.items():
+                    if isinstance(dataset, h5py.Dataset):
+                        keys.append({"key": name, "shape": list(dataset.shape[1:]), "dtype": str(dataset.dtype)})
+        except OSError as error:
+            raise DataError(f"cannot open {path} as HDF5: {error}") from error
+    else:
+        info = json.loads((path / "meta" / "info.json").read_text(encoding="utf-8"))
+        for name, feature in (info.get("features") or {}).items():
+            if isinstance(feature, dict):
+                keys.append({"key": name, "shape": list(feature.get("shape") or []), "dtype": str(feature.get("dtype"))})
+
+    def is_image(entry: dict[str, object]) -> bool:
+        shape, dtype = entry["shape"], entry["dtype"]
+        if dtype in ("video", "image"):
+            return True
+        return dtype == "uint8" and isinstance(shape, list) and len(shape) == 3 and shape[-1] in (1, 3, 4)
+
+    def is_target(entry: dict[str, object]) -> bool:
+        shape, dtype = entry["shape"], str(entry["dtype"])
+        floating = dtype.startswith("float") and np.dtype(dtype).kind == "f"
+        return floating and isinstance(shape, list) and len(shape) == 1 and 2 <= int(shape[0]) <= 7
+
+    return {
+        "path": str(path),
+        "format": kind,
+        "keys": keys,
+        "image_key_candidates": [k["key"] for k in keys if is_image(k)],
+        "ee_key_candidates": [k["key"] for k in keys if is_target(k)],
+        "default_keys": dict(zip(("image", "ee"), DEFAULT_KEYS[kind])),
+    }

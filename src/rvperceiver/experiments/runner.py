@@ -143,12 +143,20 @@ def train_run(
     choice: AdaptiveChoice,
     profile: Profile,
     device: str = "cpu",
+    progress_label: str | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Train one policy with :func:`rvperceiver.train.loop.train`; return its record and mean attention per token."""
+    """Train one policy with :func:`rvperceiver.train.loop.train`; return its record and mean attention per token.
+
+    ``progress_label`` shows a progress bar (steps, rate, ETA) with that label on stderr while it trains.
+    """
+    from rvperceiver.progress import bar
+
     started = time.perf_counter()
     view = choice.view if spec.view == ADAPTIVE else view_config(spec.view)
     config = train_config(spec, seed, view, task, profile, device)
-    with warnings.catch_warnings():
+    steps_bar = bar(desc=progress_label or "", total=config.steps, unit="step", enabled=progress_label is not None,
+                    leave=False)
+    with warnings.catch_warnings(), steps_bar:
         # Collapse is one of the outcomes measured here, recorded per run; the trainer's advice is noise.
         warnings.simplefilter("ignore", CollapseWarning)
         result = train(
@@ -157,6 +165,7 @@ def train_run(
             TensorDataset(task.test_inputs, task.test_targets),
             out_dir="",
             progress=False,
+            on_step=lambda step, loss: steps_bar.update(1),
         )
     policy = result.policy
     train_losses = result.train_losses
@@ -296,7 +305,8 @@ def run_experiment(
             task = make_task(task_name, n_tokens, seed, prof.num_train, prof.num_test)
             choice = choose_view(_chunks(task.train_inputs), task.input_shape)
             for spec in (s for s in grid if (s.task, s.n_tokens) == (task_name, n_tokens)):
-                record, attention = train_run(spec, seed, task, choice, prof, device)
+                label = f"[{len(records) + 1}/{total}] {spec.task} N={spec.n_tokens} {spec.view} β1={spec.beta1} seed {seed}"
+                record, attention = train_run(spec, seed, task, choice, prof, device, label if progress else None)
                 record["experiment"] = name
                 records.append(record)
                 if progress:
@@ -343,11 +353,15 @@ def main_experiment(
     return 0
 
 
-def demo(out_dir: str | Path = "demo-results", n_tokens: int = 12288, profile: str = "quick", seed: int = 0) -> str:
+def demo(
+    out_dir: str | Path = "demo-results", n_tokens: int = 12288, profile: str = "quick", seed: int = 0,
+    progress: bool = False,
+) -> str:
     """A small, fast comparison (about a minute on 2 idle CPU cores): raw tokens (with Adam β1 = 0.9 and the
     seed's β1 = 0.999) vs spectral views and the adaptive choice on the tiny-difference task at one N (default
     12,288, one 64×64×3 frame's worth of scalar tokens), with the quick profile's model and budget. Returns the
-    comparison table as text (also written to ``demo.md`` beside ``results.json``)."""
+    comparison table as text (also written to ``demo.md`` and drawn as ``demo.png`` beside ``results.json``).
+    ``progress`` shows a bar per row on stderr."""
     prof = get_profile(profile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -361,8 +375,10 @@ def demo(out_dir: str | Path = "demo-results", n_tokens: int = 12288, profile: s
         f"{'view':<18} {'β1':>6} {'test NMSE':>10} {'steps to 0.1':>13} {'verdict':>10} {'time (s)':>9}",
     ]
     records = []
-    for view, beta1 in DEMO_RUNS:
-        record, _ = train_run(RunSpec("tiny-difference", n_tokens, view, beta1), seed, task, choice, prof)
+    for number, (view, beta1) in enumerate(DEMO_RUNS, start=1):
+        label = f"demo row {number}/{len(DEMO_RUNS)}: {view} β1={beta1}" if progress else None
+        record, _ = train_run(RunSpec("tiny-difference", n_tokens, view, beta1), seed, task, choice, prof,
+                              progress_label=label)
         record["experiment"] = "demo"
         records.append(record)
         steps = record["steps_to_nmse_0.1"]
@@ -372,6 +388,9 @@ def demo(out_dir: str | Path = "demo-results", n_tokens: int = 12288, profile: s
         )
     lines.append("(NMSE 1.0 = predicting the mean; 'collapsed' = the seed's symptom)")
     table = "\n".join(lines)
-    (out / "results.json").write_text(json.dumps(records, indent=1))
-    (out / "demo.md").write_text(table + "\n")
+    atomic_write_text(out / "results.json", json.dumps(records, indent=1, ensure_ascii=False))
+    atomic_write_text(out / "demo.md", table + "\n")
+    from rvperceiver.plotting import plot_demo_table
+
+    plot_demo_table(records, lines[0], out / "demo.png")
     return table

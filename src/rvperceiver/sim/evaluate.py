@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,9 @@ from rvperceiver.sim.reacher import (
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 """frames uint8 ``[t_obs, H, W, C]`` -> waypoints ``[t_pred, D]`` in metres."""
+Rollout = tuple[float, list[np.ndarray], list[np.ndarray]]
+"""One episode: final distance (m), the rendered frames (empty when not rendered) and the setpoint (world xy)
+the controller was given at each step."""
 
 AIMS = ("chunk_end", "step")
 DEFAULT_EVAL_SEED = 100_000
@@ -112,14 +114,19 @@ def mean_target_trajectory(episodes: Sequence[Episode], t_obs: int, t_pred: int)
     return np.mean(np.stack(targets).astype(np.float64), axis=0)
 
 
-def offline_ee_error(policy_fn: PolicyFn, episodes: Sequence[Episode], t_obs: int, t_pred: int) -> float:
+def offline_ee_error(
+    policy_fn: PolicyFn, episodes: Sequence[Episode], t_obs: int, t_pred: int, progress: bool = False
+) -> float:
     """Mean Euclidean end-effector error (metres) over every step of every window of ``episodes``.
 
     Use held-out demos; the policy sees the recorded frames, so no error compounds (unlike closed loop).
+    ``progress`` shows a bar over the windows.
     """
     _check_horizons(t_obs, t_pred)
     errors = []
-    for frames, target in target_windows(episodes, t_obs, t_pred):
+    windows = sum(max(0, e.length - t_obs - t_pred + 1) for e in episodes)
+    for frames, target in tqdm(target_windows(episodes, t_obs, t_pred), desc="offline EE error", unit="window",
+                               total=windows, disable=not progress):
         prediction = _checked_chunk(policy_fn(frames), t_pred, "offline_ee_error")
         if prediction.shape[1] != target.shape[1]:
             raise InputError(
@@ -277,14 +284,14 @@ def closed_loop_eval(
             agents["expert"] = (_TrueTargetAgent(env), False)
 
         results: dict[str, Any] = {}
-        strips: list[list[np.ndarray]] = []
+        strips: list[tuple[int, Rollout]] = []
         for label, (runner, observe) in agents.items():
             distances = []
             for env_seed in tqdm(eval_seeds, desc=f"closed loop ({label})", unit="ep", disable=not progress):
-                distance, frames = _run_episode(env, env_seed, runner, observe, episode_steps, controller)
-                distances.append(distance)
+                episode = _run_episode(env, env_seed, runner, observe, episode_steps, controller)
+                distances.append(episode[0])
                 if label == "policy" and save_strip is not None and len(strips) < strip_episodes:
-                    strips.append(frames)
+                    strips.append((env_seed, episode))
             results[label] = _summary(distances, eval_seeds, success_radius)
     finally:
         env.close()
@@ -308,7 +315,7 @@ def closed_loop_eval(
     }
     report.update(results)
     if save_strip is not None and strips:
-        report["strip"] = _save_strip(Path(save_strip), strips)
+        report["strip"] = _save_strip(Path(save_strip), strips, report)
     return report
 
 
@@ -348,38 +355,53 @@ def _goal(setpoint: Any) -> np.ndarray:
 
 def _run_episode(
     env: gym.Env, env_seed: int, agent: Any, observe: bool, episode_steps: int, controller: ReacherExpert
-) -> tuple[float, list[np.ndarray]]:
+) -> Rollout:
     """One episode of the ordinary loop: ``agent.reset()``, then per step an observation (the rendered frame,
     when ``observe``), ``agent.select_action`` and the controller's torques towards the setpoint."""
     env.reset(seed=env_seed)
     agent.reset()
     frames: list[np.ndarray] = []
+    goals: list[np.ndarray] = []
     for _ in range(episode_steps):
         observation = None
         if observe:
             frames.append(render_frame(env))
             observation = {IMAGE: frames[-1]}
-        setpoint = agent.select_action(observation)
-        env.step(controller.act_towards(env, _goal(setpoint)))
+        goals.append(_goal(agent.select_action(observation)))
+        env.step(controller.act_towards(env, goals[-1]))
     if observe:
         frames.append(render_frame(env))  # the final state, shown last in strips
-    return fingertip_target_distance(env), frames
+    return fingertip_target_distance(env), frames, goals
 
 
-def _save_strip(path: Path, rollouts: list[list[np.ndarray]], columns: int = 11) -> str | None:
-    """One row per rollout, ``columns`` frames evenly spaced from the first to the final one, 2× upscaled."""
-    try:
-        from PIL import Image
-    except ImportError:
-        warnings.warn(f"save_strip={path}: Pillow is not installed, no strip written", stacklevel=3)
-        return None
+def _save_strip(path: Path, rollouts: list[tuple[int, Rollout]], report: dict[str, Any], columns: int = 8) -> str:
+    """A labelled picture of the first rollouts (see :func:`rvperceiver.plotting.plot_rollout_strip`).
+
+    ``columns`` frames per rollout, evenly spaced from the first to the final one, each with the setpoint the
+    controller was following at that step (the policy's predicted waypoint; the final frame shows the last one) and
+    the target, read back by resetting the env with the seed.
+    """
+    from rvperceiver.plotting import plot_rollout_strip
+
+    settings = report["settings"]
+    by_seed = {e["seed"]: e for e in report["episodes"]}
     rows = []
-    for frames in rollouts:
+    for env_seed, (distance, frames, goals) in rollouts:
+        env = make_reacher(image_size=settings["image_size"], seed=env_seed,
+                           target_render_scale=settings["target_render_scale"])
+        try:
+            target = target_position(env)[:2]
+        finally:
+            env.close()
         picks = np.linspace(0, len(frames) - 1, num=min(columns, len(frames))).round().astype(int)
-        rows.append(np.concatenate([frames[i] for i in picks], axis=1))
-    grid = np.concatenate(rows, axis=0)
-    image = Image.fromarray(grid)
-    image = image.resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+        rows.append({
+            "seed": env_seed,
+            "success": by_seed[env_seed]["success"],
+            "final_distance": distance,
+            "target": target,
+            "frames": [frames[i] for i in picks],
+            "steps": picks.tolist(),
+            "goals": np.stack([goals[min(int(i), len(goals) - 1)] for i in picks]),
+        })
+    plot_rollout_strip(rows, path, success_radius=settings["success_radius"])
     return str(path)

@@ -46,8 +46,12 @@ class DataConfig:
 
     ``path`` is a robomimic HDF5 file or a LeRobot v3 directory; ``image_key``/``ee_key`` None = the reader's
     default. ``state_keys`` names low-dim observations given to the policy beside the frames (robomimic
-    ``obs/<key>``, LeRobot features such as ``observation.state``; empty = images only). The split is episode-wise: ``valid_fraction`` of the episodes, drawn with ``split_seed`` (a dataset's
-    own split, when it has one, wins). ``stats_cache`` reuses fitted view statistics stored next to the data.
+    ``obs/<key>``, LeRobot features such as ``observation.state``; empty = images only). The split is
+    episode-wise. Which episodes validate, in order of precedence: ``valid_episodes`` (episode names, or 0-based
+    positions in the dataset's episode order, which work alike on a robomimic file and its LeRobot copy); else
+    the dataset's own train/valid masks or splits, when it has both (they win over ``valid_fraction``); else
+    ``valid_fraction`` of the episodes drawn with ``split_seed``. ``stats_cache`` reuses fitted view statistics
+    stored in ``<data>.rvstats/`` next to the data (the run says where).
     """
 
     path: str = ""
@@ -58,6 +62,7 @@ class DataConfig:
     t_pred: int = 8
     valid_fraction: float = 0.1
     split_seed: int = 0
+    valid_episodes: tuple[int | str, ...] | None = None
     stats_cache: bool = True
 
     def __post_init__(self) -> None:
@@ -145,6 +150,29 @@ class TrainConfig:
             "device",
             "auto, cpu, cuda, cuda:N or mps",
             self.device,
+        )
+
+
+def check_schedule(config: TrainConfig) -> None:
+    """Refuse a run whose schedule or evaluation cadence cannot happen within ``steps``.
+
+    Each field is valid on its own, so the dataclass accepts them; together they can describe a run that silently
+    does something else than intended: a warm-up longer than the run never reaches ``optim.lr`` (with 200 warm-up
+    steps a 40-step run peaks at a fifth of it), and an ``eval_every`` larger than the run evaluates only once,
+    at the end, so the learning curve has one point.
+    """
+    steps, warmup = config.steps, config.schedule.warmup_steps
+    if warmup > steps:
+        peak = config.optim.lr * steps / warmup
+        raise ConfigError(
+            f"schedule.warmup_steps={warmup} is longer than the run (steps={steps}): the learning rate would peak "
+            f"at {peak:.3g} instead of optim.lr={config.optim.lr:g}; set schedule.warmup_steps to at most {steps} "
+            f"(e.g. {max(0, steps // 10)}) or train longer"
+        )
+    if config.eval_every > steps:
+        raise ConfigError(
+            f"eval_every={config.eval_every} is larger than the run (steps={steps}): validation would run only at "
+            f"the end; set eval_every to at most {steps} (e.g. {max(1, steps // 10)})"
         )
 
 

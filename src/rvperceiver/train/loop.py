@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Sized
+from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from rvperceiver.train.distributed import (
     shutdown_distributed,
 )
 from rvperceiver.train.evaluate import autocast_for, evaluate
-from rvperceiver.train.metrics import EvalMetrics
+from rvperceiver.train.metrics import EvalMetrics, collapse_advice
 from rvperceiver.train.metrics_log import MetricsLog
 from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
 
@@ -189,6 +189,8 @@ def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int
         "train_examples": train_size,
         # Only when set, so image-only runs keep the cache entries written before low-dim keys existed.
         **({"state_keys": list(data.state_keys)} if data.state_keys else {}),
+        # Only when set, so that the cache keys of runs that do not name validation episodes stay as they were.
+        **({"valid_episodes": list(data.valid_episodes)} if data.valid_episodes is not None else {}),
     }
 
 
@@ -198,13 +200,17 @@ def _fit_statistics(
     config: TrainConfig,
     stats_cache: StatsCache | None,
     context: DistributedContext,
+    progress: bool = False,
 ) -> str:
     """Fit (or fetch from the cache) the view and target statistics; returns where they came from."""
+    from rvperceiver.progress import Passes
+
     loader = DataLoader(train_set, batch_size=max(config.batch_size, 64), shuffle=False, num_workers=config.num_workers)
+    shown = Passes(loader, "statistics", enabled=progress and context.is_main)
 
     def fit() -> dict[str, torch.Tensor]:
         # Every process fits the same statistics on the same data (deterministic), so no broadcast is needed.
-        policy.fit_statistics(loader, loader)
+        policy.fit_statistics(shown, shown)  # view: one or two passes, targets: one more
         return statistics_state(policy)
 
     if stats_cache is None:
@@ -260,6 +266,7 @@ def train(
     progress: bool = True,
     stats_cache: StatsCache | None = None,
     stop_at_step: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train a policy on ``train_set`` (a Dataset of ``(input, target [T_pred, D])`` pairs).
 
@@ -267,10 +274,13 @@ def train(
     writes nothing (no metrics, no checkpoints). ``resume`` continues from ``<out_dir>/checkpoint`` exactly where
     it stopped. ``stats_cache`` reuses fitted statistics across runs. ``stop_at_step`` ends the run early at that
     step with a checkpoint, as a scheduler's time limit would (the schedule still spans ``config.steps``).
+    ``on_step(step, loss)`` is called after every optimisation step (e.g. a caller's own progress display).
     """
     context = init_distributed(config.device)
     try:
-        return _train(config, train_set, valid_set, policy, out_dir, resume, progress, stats_cache, stop_at_step, context)
+        return _train(
+            config, train_set, valid_set, policy, out_dir, resume, progress, stats_cache, stop_at_step, context, on_step
+        )
     finally:
         shutdown_distributed(context)
 
@@ -286,6 +296,7 @@ def _train(
     stats_cache: StatsCache | None,
     stop_at_step: int | None,
     context: DistributedContext,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
 
@@ -324,7 +335,7 @@ def _train(
     elif _statistics_fitted(policy):
         statistics = "given"
     else:
-        statistics = _fit_statistics(policy, train_set, config, stats_cache, context)
+        statistics = _fit_statistics(policy, train_set, config, stats_cache, context, progress)
 
     # The module that runs the training step: maybe DDP-wrapped and/or compiled. `policy` stays the plain model.
     model: nn.Module = policy
@@ -403,6 +414,8 @@ def _train(
             done = step + 1
             result.train_losses.append(global_loss)
             bar.update(1)
+            if on_step is not None:
+                on_step(done, global_loss)
 
             if done % config.log_every == 0 or done == last_step:
                 bar.set_postfix(loss=f"{global_loss:.4g}", lr=f"{lr:.2e}")
@@ -436,9 +449,8 @@ def _train(
                         if metrics.verdict == "collapsed" and done > config.schedule.warmup_steps:
                             warnings.warn(
                                 f"step {done}: the policy looks collapsed to the mean (val NMSE {metrics.nmse:.3f}, "
-                                f"prediction spread {metrics.spread:.3f} of the targets'). Consider a spectral view "
-                                "(policy.view.transform=rfft with pre_norm=centre, post_norm=zscore), "
-                                "optim.betas=[0.999,0.999], or more steps.",
+                                f"prediction spread {metrics.spread:.3f} of the targets'). "
+                                + collapse_advice(policy.config.view, policy.config.backbone, config.steps),
                                 CollapseWarning,
                                 stacklevel=3,  # point at the caller of train()
                             )

@@ -24,7 +24,8 @@ from rvperceiver.data.loading import WindowSplit, load_windows, windows_for_spli
 from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import CheckpointError, DataError, InputError
 from rvperceiver.train.checkpoint import load_policy
-from rvperceiver.train.config import TrainConfig, to_dict
+from rvperceiver.progress import Passes, bar, note
+from rvperceiver.train.config import TrainConfig, check_schedule, to_dict
 from rvperceiver.train.evaluate import evaluate
 from rvperceiver.train.loop import (
     CHECKPOINT_DIRNAME,
@@ -49,6 +50,18 @@ __all__ = [
 
 VIEW_CHOICE_FILE = "view_choice.json"
 SPLIT_FILE = "split.json"
+LEARNING_CURVE_FILE = "learning_curve.png"
+# What a run writes into its directory; --overwrite deletes exactly these (other files of the user's are kept).
+RUN_OUTPUTS = (
+    CHECKPOINT_DIRNAME,
+    CHECKPOINT_DIRNAME + ".old",
+    CHECKPOINT_DIRNAME + ".tmp",
+    "metrics.jsonl",
+    "tensorboard",
+    SPLIT_FILE,
+    VIEW_CHOICE_FILE,
+    LEARNING_CURVE_FILE,
+)
 
 
 def _frame_batches(dataset: Dataset, batch_size: int = 64, max_samples: int = 0) -> DataLoader:
@@ -60,9 +73,11 @@ def _frame_batches(dataset: Dataset, batch_size: int = 64, max_samples: int = 0)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
-def choose_view_for_windows(dataset: WindowDataset, token_mode: str, patch_size: int, max_samples: int = 0) -> AdaptiveChoice:
+def choose_view_for_windows(
+    dataset: WindowDataset, token_mode: str, patch_size: int, max_samples: int = 0, progress: bool = False
+) -> AdaptiveChoice:
     """The seed's adaptive choice (raw vs Fourier, by participation ratio) on the frames of ``dataset``."""
-    batches = _frame_batches(dataset, max_samples=max_samples)
+    batches = Passes(_frame_batches(dataset, max_samples=max_samples), "adaptive view statistics", enabled=progress)
     return choose_view(batches, dataset.frame_shape, token_mode, default_candidates(token_mode, patch_size))
 
 
@@ -79,7 +94,12 @@ def _load_split(config: TrainConfig) -> WindowSplit:
         valid_fraction=data.valid_fraction,
         split_seed=data.split_seed,
         state_keys=data.state_keys,
+        valid_episodes=data.valid_episodes,
     )
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def train_from_config(
@@ -87,23 +107,80 @@ def train_from_config(
 ) -> TrainResult:
     """Split the dataset by episode, choose the view if ``view_choice: adaptive``, then run :func:`train`.
 
-    A run directory that already holds a checkpoint is refused unless ``resume`` (continue it) or ``overwrite``
-    (start afresh over it) is given, so a finished run is never clobbered by a repeated command.
+    Runs never mix: a run directory that is not empty is refused unless ``resume`` (continue the run in it) or
+    ``overwrite`` (delete the previous run's outputs, :data:`RUN_OUTPUTS`, and start afresh); ``resume`` needs a
+    checkpoint there. A run that fails before its first checkpoint removes the directory it created, so a failed
+    start leaves nothing behind. A schedule that cannot happen within ``steps`` is refused
+    (:func:`~rvperceiver.train.config.check_schedule`). At the end the run directory gets ``learning_curve.png``.
     """
+    check_schedule(config)
     out_dir = Path(config.out_dir) if config.out_dir else None
-    if out_dir is not None and (out_dir / CHECKPOINT_DIRNAME).exists() and not (resume or overwrite):
+    created = False
+    if out_dir is not None:
+        _check_run_directory(out_dir, resume, overwrite)
+        created = not out_dir.exists()
+    try:
+        result = _train_from_config(config, out_dir, resume, overwrite, progress)
+    except BaseException:
+        if created and out_dir is not None and not (out_dir / CHECKPOINT_DIRNAME).exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    if out_dir is not None and _is_main_process():
+        from rvperceiver.plotting import plot_learning_curve
+
+        curve = plot_learning_curve(out_dir / "metrics.jsonl", out_dir / LEARNING_CURVE_FILE, title=str(out_dir))
+        if curve is not None:
+            note(f"learning curve: {curve}   (TensorBoard: tensorboard --logdir {out_dir})"
+                 if config.tensorboard else f"learning curve: {curve}", progress)
+    return result
+
+
+def _check_run_directory(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse what would mix two runs in one directory, before anything is read or written."""
+    has_checkpoint = (out_dir / CHECKPOINT_DIRNAME).exists()
+    if resume:
+        if not has_checkpoint:
+            reason = "the run directory does not exist" if not out_dir.exists() else "the path does not exist"
+            raise CheckpointError(
+                f"--resume: no checkpoint at {out_dir / CHECKPOINT_DIRNAME} ({reason}); drop --resume to start a "
+                "new run"
+            )
+        return
+    if overwrite or not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise CheckpointError(f"run directory {out_dir} exists and is not a directory")
+    entries = sorted(entry.name for entry in out_dir.iterdir())
+    if not entries:
+        return
+    if has_checkpoint:
         raise CheckpointError(
             f"run directory {out_dir} already holds a checkpoint; pass --resume to continue it or --overwrite to "
-            f"start a new run over it"
+            "start a new run over it (deleting the old run's outputs)"
         )
+    listed = ", ".join(entries[:4]) + (", …" if len(entries) > 4 else "")
+    raise CheckpointError(
+        f"run directory {out_dir} is not empty ({listed}); a new run there would mix with what it holds: pass "
+        "--overwrite to delete the old run's outputs and start afresh, or choose another --out"
+    )
+
+
+def _train_from_config(
+    config: TrainConfig, out_dir: Path | None, resume: bool, overwrite: bool, progress: bool
+) -> TrainResult:
     if out_dir is not None:
         check_output_dir(out_dir, 0)  # an unusable out_dir fails here, before the data is read (space: in train)
         if overwrite and not resume:
-            # The old run's checkpoint must go now: left in place until the new run's first save, a kill in
-            # between followed by --resume would silently continue the old run.
-            for name in (CHECKPOINT_DIRNAME, CHECKPOINT_DIRNAME + ".old", CHECKPOINT_DIRNAME + ".tmp"):
-                shutil.rmtree(out_dir / name, ignore_errors=True)
+            # The old run's outputs go now: a checkpoint left until the new run's first save would be continued
+            # by a --resume after a kill in between, and old metrics or TensorBoard events would mix with the new.
+            for name in RUN_OUTPUTS:
+                target = out_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
     windows = _load_split(config)
+    note(windows.describe(), progress)
 
     choice: AdaptiveChoice | None = None
     if config.view_choice == "adaptive":
@@ -111,7 +188,7 @@ def train_from_config(
             view = _recorded_view(out_dir / VIEW_CHOICE_FILE, type(config.policy.view))
         else:
             current = config.policy.view
-            choice = choose_view_for_windows(windows.train, current.token_mode, current.patch_size)
+            choice = choose_view_for_windows(windows.train, current.token_mode, current.patch_size, progress=progress)
             view = choice.view
         config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, view=view))
 
@@ -125,10 +202,13 @@ def train_from_config(
                 "reason": choice.reason,
                 "view": dataclasses.asdict(choice.view),
             }
-            atomic_write_text(out_dir / VIEW_CHOICE_FILE, json.dumps(record, indent=2) + "\n")
-            print(f"adaptive view: {choice.reason}")
+            atomic_write_text(out_dir / VIEW_CHOICE_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+            note(f"adaptive view: {choice.reason}", progress)
 
     cache = StatsCache(config.data.path) if config.data.stats_cache else None
+    if cache is not None and not resume:
+        note(f"statistics cache: {cache.directory} (reused when data and view settings match; "
+             "data.stats_cache=false turns it off)", progress)
     return train(
         config, windows.train, windows.valid, out_dir=out_dir, resume=resume, progress=progress, stats_cache=cache
     )
@@ -170,6 +250,7 @@ def _checkpoint_windows(
             valid_fraction=config.data.valid_fraction,
             split_seed=config.data.split_seed,
             state_keys=config.data.state_keys,
+            valid_episodes=config.data.valid_episodes,
         )
         dataset = windows_for_split(windows, split)
     expected_in, expected_out = tuple(policy.input_shape), tuple(policy.target_shape)
@@ -193,38 +274,117 @@ def evaluate_checkpoint(
     ee_key: str | None = None,
     split: str = "all",
     device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """MSE in metres, NMSE (1.0 = the mean predictor), spread ratio and collapse verdict over every sample."""
     policy, config, dataset = _checkpoint_windows(checkpoint, data, image_key, ee_key, split, device)
-    metrics = evaluate(policy, dataset, dataclasses.replace(config, eval_batches=0))
+    shown = _ProgressDataset(dataset, progress, "evaluate", config.batch_size)
+    metrics = evaluate(policy, shown, dataclasses.replace(config, eval_batches=0))
     if metrics is None:
         raise DataError(f"{data}: the {split} split holds no sample")
     return {"checkpoint": str(checkpoint), "data": str(data), "split": split, "samples": len(dataset), **metrics.to_dict()}
+
+
+class _ProgressDataset(Dataset):
+    """A dataset that advances a progress bar every ``batch`` items fetched (the evaluator reads in order)."""
+
+    def __init__(self, dataset: Dataset, enabled: bool, desc: str, batch: int) -> None:
+        self.dataset, self.batch = dataset, max(1, batch)
+        self.bar = bar(desc=desc, total=len(dataset), unit="sample", enabled=enabled)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index]
+        self.bar.update(1)
+        if self.bar.n >= self.bar.total:
+            self.bar.close()
+        return item
 
 
 @torch.no_grad()
 def predict_checkpoint(
     checkpoint: str | os.PathLike[str],
     data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     image_key: str | None = None,
     ee_key: str | None = None,
     split: str = "all",
     device: str = "cpu",
-    batch_size: int = 64,
-) -> dict[str, np.ndarray]:
-    """Predicted EE trajectories (target units) for every sample, with the sample's episode and start frame."""
+    batch_size: int = 16,
+    progress: bool = False,
+) -> int:
+    """Write the predicted EE trajectory (target units) of every sample to ``out``; returns how many.
+
+    Streamed: one batch of frames is in memory at a time, and each batch's predictions are written out before the
+    next is read (``.json``: one record per sample; ``.npz``: ``prediction``, ``target``, ``episode``, ``start``
+    arrays, loadable with ``allow_pickle=False``, assembled from per-batch files on disk). The file appears
+    atomically when complete.
+    """
+    out = Path(out)
+    if out.suffix not in (".npz", ".json"):
+        raise InputError(f"prediction output {out} must end in .npz or .json")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"--batch-size must be a positive integer, got {batch_size!r}")
     policy, _, dataset = _checkpoint_windows(checkpoint, data, image_key, ee_key, split, device)
-    predictions, targets = [], []
-    for observation, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        predictions.append(policy.predict_chunk(observation).float().cpu().numpy())
-        targets.append(target.numpy())
+    policy.eval()
     pairs = dataset.index.pairs
-    return {
-        "prediction": np.concatenate(predictions).astype(np.float32),
-        "target": np.concatenate(targets).astype(np.float32),
-        "episode": np.array([dataset.episodes[e].name for e in pairs[:, 0]], dtype=np.str_),
-        "start": pairs[:, 1].astype(np.int64),
-    }
+    names = [dataset.episodes[e].name for e in pairs[:, 0]]
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    batches = bar(loader, desc="predict", unit="batch", enabled=progress)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        if out.suffix == ".json":
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write("[")
+                for observation, target in batches:
+                    prediction = policy.predict_chunk(observation).float().cpu().numpy()
+                    for p, t in zip(prediction, target.numpy()):
+                        record = {"episode": names[written], "start": int(pairs[written, 1]),
+                                  "prediction": p.tolist(), "target": t.tolist()}
+                        handle.write(("," if written else "") + json.dumps(record))
+                        written += 1
+                handle.write("]\n")
+        else:
+            written = _predict_npz(policy, batches, tmp, names, pairs, device)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+def _predict_npz(policy: torch.nn.Module, batches: Any, tmp: Path, names: list[str], pairs: np.ndarray,
+                 device: str) -> int:
+    """Predictions go to two float32 memory-mapped arrays on disk as they come, then into one ``.npz``."""
+    import tempfile
+
+    written = 0
+    with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".predict-") as scratch:
+        prediction_map = target_map = None
+        for observation, target in batches:
+            prediction = policy.predict_chunk(observation).float().cpu().numpy()
+            if prediction_map is None:
+                shape = (len(names), *prediction.shape[1:])
+                prediction_map = np.lib.format.open_memmap(Path(scratch) / "p.npy", "w+", np.float32, shape)
+                target_map = np.lib.format.open_memmap(Path(scratch) / "t.npy", "w+", np.float32, shape)
+            prediction_map[written : written + len(prediction)] = prediction
+            target_map[written : written + len(prediction)] = target.numpy()  # type: ignore[index]
+            written += len(prediction)
+        if prediction_map is None:
+            raise DataError("no sample to predict: every episode is shorter than t_obs + t_pred")
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                prediction=prediction_map,
+                target=target_map,
+                episode=np.array(names, dtype=np.str_),
+                start=pairs[:, 1].astype(np.int64),
+            )
+        del prediction_map, target_map
+    return written
 
 
 def write_predictions(path: str | os.PathLike[str], predictions: dict[str, np.ndarray]) -> Path:
@@ -357,5 +517,7 @@ def simulate_checkpoint(
     result["view"] = to_dict(config)["policy"]["view"]
     if demos is not None:
         held_out = open_episodes(demos, image_key=config.data.image_key, ee_key=config.data.ee_key)
-        result["offline_ee_error_m"] = offline_ee_error(policy_fn_from_policy(policy, device), list(held_out), t_obs, t_pred)
+        result["offline_ee_error_m"] = offline_ee_error(
+            policy_fn_from_policy(policy, device), list(held_out), t_obs, t_pred, progress=progress
+        )
     return result
