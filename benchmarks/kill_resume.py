@@ -11,7 +11,8 @@ What it does:
    moments: a quarter of the kills at a uniform time since launch within the reference's start-up time
    (imports, data loading, statistics, metrics rewrite — or early training), the rest at a uniform delay after
    the new process has logged a training step — many of those hit a checkpoint write (after the kill,
-   ``checkpoint.tmp/`` or ``checkpoint.old/`` is left behind; counted);
+   ``checkpoints/<step>.tmp/`` or ``<step>.deleting/`` is left behind, or ``last`` still names the step before
+   the newest; counted);
 3. after every kill, checks that the checkpoint on disk loads (``load_policy`` + ``load_training_state``) and
    that its step never went backwards, then restarts with ``--resume`` (or afresh when no checkpoint was
    written yet, exactly what a job script would do);
@@ -94,22 +95,25 @@ def read_records(metrics: Path) -> list[dict[str, Any]]:
 
 
 def checkpoint_state(out: Path) -> dict[str, Any]:
-    """What is on disk now, and whether it loads: {"dirs": [...], "step": int|None, "error": str|None}."""
+    """What is on disk now, and whether it loads: {"dirs": [...], "step": int|None, "last": int|None, "error": ...}."""
     from rvperceiver.errors import CheckpointError
     from rvperceiver.train.checkpoint import load_policy, load_training_state, read_checkpoint_meta
 
-    dirs = sorted(p.name for p in out.glob("checkpoint*")) if out.exists() else []
-    state: dict[str, Any] = {"dirs": dirs, "step": None, "error": None}
-    if not any(name in ("checkpoint", "checkpoint.old") for name in dirs):
+    root = out / "checkpoints"
+    dirs = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    state: dict[str, Any] = {"dirs": dirs, "step": None, "last": None, "error": None}
+    if not any(name.isdigit() for name in dirs):
         return state
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the fallback to checkpoint.old warns; it is counted, not shown
+            warnings.simplefilter("ignore")
             load_policy(out)
             training = load_training_state(out)
             meta_step = int(read_checkpoint_meta(out)["step"])
+            if (root / "last").is_symlink() or (root / "last").exists():
+                state["last"] = int(read_checkpoint_meta(root / "last")["step"])  # the pointer must load too
         if training.step != meta_step:
-            raise CheckpointError(f"training state step {training.step} != config.json step {meta_step}")
+            raise CheckpointError(f"training state step {training.step} != training_step.json step {meta_step}")
         state["step"] = meta_step
     except Exception as error:  # anything at all: this is exactly what the benchmark is looking for
         state["error"] = f"{type(error).__name__}: {error}"
@@ -144,7 +148,7 @@ def compare_runs(reference: Path, resumed: Path) -> dict[str, bool]:
     from safetensors.numpy import load_file
 
     def same_tensors(name: str) -> bool:
-        a, b = load_file(reference / "checkpoint" / name), load_file(resumed / "checkpoint" / name)
+        a, b = load_file(reference / "checkpoints" / "last" / name), load_file(resumed / "checkpoints" / "last" / name)
         return a.keys() == b.keys() and all(
             a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
         )
@@ -157,8 +161,8 @@ def compare_runs(reference: Path, resumed: Path) -> dict[str, bool]:
         ]
 
     return {
-        "bit_identical": same_tensors("model.safetensors"),
-        "training_state_identical": same_tensors("training_state.safetensors"),
+        "bit_identical": same_tensors("pretrained_model/model.safetensors"),
+        "training_state_identical": same_tensors("training_state/training_state.safetensors"),
         "metrics_identical": metrics(reference) == metrics(resumed),
     }
 
@@ -214,8 +218,10 @@ def run_benchmark(kills: int, seed: int, steps: int, workdir: Path) -> dict[str,
             "phase": phase,
             "killed_after_s": round(time.perf_counter() - launched, 3),
             "dirs_left": after["dirs"],
-            "mid_checkpoint_write": any(name in after["dirs"] for name in ("checkpoint.tmp", "checkpoint.old")),
+            "mid_checkpoint_write": any(name.endswith((".tmp", ".deleting")) for name in after["dirs"])
+            or (after["last"] is not None and after["step"] is not None and after["last"] < after["step"]),
             "checkpoint_step": after["step"],
+            "last_step": after["last"],
             "error": after["error"],
         }
         if after["error"] is not None or (after["step"] is None and last_step > 0):
@@ -249,8 +255,10 @@ def run_benchmark(kills: int, seed: int, steps: int, workdir: Path) -> dict[str,
         "kills_timed_from_launch": sum(a["phase"] == "from_launch" for a in attempts),
         "kills_after_a_new_step": sum(a["phase"] == "after_step" for a in attempts),
         "kills_mid_checkpoint_write": sum(a["mid_checkpoint_write"] for a in attempts),
-        "resumes_from_checkpoint_old": sum("checkpoint" not in a["dirs_left"] and "checkpoint.old" in a["dirs_left"]
-                                           for a in attempts),
+        "kills_before_the_last_pointer_moved": sum(
+            a["last_step"] is not None and a["checkpoint_step"] is not None and a["last_step"] < a["checkpoint_step"]
+            for a in attempts
+        ),
         "survived": failure is None and final_state["step"] == steps and unreadable == 0 and regressions == 0,
         **comparison,
         "unreadable_checkpoints": unreadable,

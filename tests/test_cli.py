@@ -49,8 +49,8 @@ def test_every_command_has_help() -> None:
 
 
 def test_train_writes_checkpoint_split_and_metrics(run_dir: Path, demos: Path) -> None:
-    assert (run_dir / "checkpoint" / "model.safetensors").is_file()
-    assert (run_dir / "checkpoint" / "config.json").is_file()
+    assert (run_dir / "checkpoints" / "last" / "pretrained_model" / "model.safetensors").is_file()
+    assert (run_dir / "checkpoints" / "last" / "pretrained_model" / "config.json").is_file()
     split = json.loads((run_dir / "split.json").read_text())
     assert set(split["train"]).isdisjoint(split["valid"]) and len(split["train"]) + len(split["valid"]) == 4
     lines = (run_dir / "metrics.jsonl").read_text().strip().splitlines()

@@ -47,9 +47,9 @@ def test_environment_loop_example_runs_a_trained_checkpoint(tmp_path) -> None:
     train(config, windows, None, out_dir=tmp_path / "run", progress=False)
     block = next(b for b in _python_blocks(README.read_text(encoding="utf-8")) if "select_action" in b)
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
-    assert '"runs/reacher"' in block
+    assert '"runs/reacher/' in block
     namespace: dict = {}
-    exec(compile(block.replace('"runs/reacher"', repr(str(tmp_path / "run"))), "README.md", "exec"), namespace)
+    exec(compile(block.replace('"runs/reacher/', f'"{tmp_path / "run"}/'), "README.md", "exec"), namespace)
     assert namespace["step"] == 49 and namespace["setpoint"].shape == (3,)
     assert namespace["observation"].shape == (10,)  # Reacher-v5's own observation: a plain Gymnasium step
     namespace["env"].close()

@@ -135,6 +135,6 @@ def test_same_machine_same_threads_is_bit_for_bit(data: Path, tmp_path: Path) ->
         assert _train(data, tmp_path / name, "steps=3") == 0
         from safetensors.torch import load_file
 
-        weights.append(load_file(tmp_path / name / "checkpoint" / "model.safetensors"))
+        weights.append(load_file(tmp_path / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

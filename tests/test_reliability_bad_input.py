@@ -83,11 +83,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
 
 
 def _copy_run(trained: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(trained, tmp_path / "run"))
+    return Path(shutil.copytree(trained, tmp_path / "run", symlinks=True))
+
+
+def _pretrained(run: Path) -> Path:
+    return run / "checkpoints" / "last" / "pretrained_model"
 
 
 def _edit_meta(run: Path, edit) -> None:
-    path = run / "checkpoint" / "config.json"
+    path = _pretrained(run) / "config.json"
     meta = json.loads(path.read_text())
     edit(meta)
     path.write_text(json.dumps(meta))
@@ -292,7 +296,7 @@ def test_missing_checkpoint_and_resume_without_one(capsys, data: Path, tmp_path:
 
 def test_checkpoint_whose_config_does_not_match_its_weights(capsys, data: Path, trained: Path, tmp_path: Path) -> None:
     run = _copy_run(trained, tmp_path)
-    _edit_meta(run, lambda meta: meta["policy_config"]["perceiver"].update(num_latents=16))
+    _edit_meta(run, lambda meta: meta["policy"]["perceiver"].update(num_latents=16))
     message = _refused(capsys, "eval", "--checkpoint", run, "--data", data)
     assert "does not match the model described by config.json" in message and "wrong shape" in message
 
@@ -313,7 +317,7 @@ def test_token_count_that_does_not_match_the_statistics(capsys, data: Path, trai
 
 def test_corrupt_safetensors(capsys, data: Path, trained: Path, tmp_path: Path) -> None:
     run = _copy_run(trained, tmp_path)
-    weights = run / "checkpoint" / "model.safetensors"
+    weights = _pretrained(run) / "model.safetensors"
     blob = bytearray(weights.read_bytes())
     blob[len(blob) // 2] ^= 0x01
     weights.write_bytes(bytes(blob))
@@ -328,10 +332,10 @@ def test_corrupt_safetensors(capsys, data: Path, trained: Path, tmp_path: Path) 
 
 def test_checkpoint_of_another_model_type(capsys, data: Path, trained: Path, tmp_path: Path) -> None:
     run = _copy_run(trained, tmp_path)
-    _edit_meta(run, lambda meta: meta.update(model_type="othertool.Model"))
+    _edit_meta(run, lambda meta: meta.update(type="othertool.Model"))
     message = _refused(capsys, "eval", "--checkpoint", run, "--data", data)
     assert "holds a model of type 'othertool.Model'; load_policy loads 'rvperceiver.Policy'" in message
-    (run / "checkpoint" / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    (_pretrained(run) / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     message = _refused(capsys, "predict", "--checkpoint", run, "--data", data, "--out", tmp_path / "p.npz")
     assert "is not an rvperceiver checkpoint" in message
 
@@ -358,7 +362,7 @@ def test_existing_outputs_are_refused_unless_overwrite(capsys, data: Path, train
 def test_overwrite_removes_the_old_checkpoint_before_training(capsys, data, trained, tmp_path, monkeypatch) -> None:
     # Left in place until the new run's first save, a kill in between plus --resume would continue the OLD run.
     run = _copy_run(trained, tmp_path)
-    (run / "checkpoint.old").mkdir()
+    (run / "checkpoint.old").mkdir()  # leftovers of the version-1 layout go too
     seen = {}
 
     def spy(config, *args, **kwargs):
@@ -402,7 +406,7 @@ def test_disk_filling_up_during_the_run_keeps_the_last_checkpoint(capsys, data, 
 
     def write(path: Path, payload: bytes) -> str:
         calls["n"] += 1
-        if calls["n"] > 3:  # the first checkpoint (3 files) fits, the second does not
+        if calls["n"] > 5:  # the first checkpoint (5 files) fits, the second does not
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real_write(path, payload)
 
@@ -413,7 +417,7 @@ def test_disk_filling_up_during_the_run_keeps_the_last_checkpoint(capsys, data, 
     assert "cannot write the checkpoint of step 4" in message and "No space left on device" in message
     assert "the last good checkpoint (step 2) is kept; resume with --resume" in message
     monkeypatch.undo()
-    assert read_checkpoint_meta(out)["step"] == 2 and not (out / "checkpoint.tmp").exists()
+    assert read_checkpoint_meta(out)["step"] == 2 and not (out / "checkpoints" / "000004.tmp").exists()
     load_policy(out)
 
 
@@ -430,7 +434,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_unreadable_view_choice_on_resume(capsys, data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    (out / "checkpoint").mkdir(parents=True)  # --resume needs a checkpoint; the view choice is read first
+    (out / "checkpoints" / "000001").mkdir(parents=True)  # --resume needs a checkpoint; the view choice is read first
     (out / "view_choice.json").write_text('{"view": {"token_mode": "pixel", "transfrom": "rfft"}}')
     message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "view_choice=adaptive", *QUIET,
                        "--out", out, "--resume")

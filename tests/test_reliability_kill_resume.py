@@ -1,4 +1,5 @@
-"""Reliability under kills: the checkpoint protocol (a simulated kill at every file-system operation of a save)
+"""Reliability under kills: the checkpoint protocol (a simulated kill at every file-system operation of a save,
+pointer updates and removals of old steps included)
 and the end-to-end kill -9 / resume benchmark through the real CLI.
 """
 
@@ -92,6 +93,10 @@ def _loadable_step(run: Path) -> int:
         load_policy(run)
         state = load_training_state(run)
         assert state.step == read_checkpoint_meta(run)["step"]
+        for pointer in ("last", "best"):  # a pointer, where there is one, names a loadable step
+            link = run / "checkpoints" / pointer
+            if link.is_symlink() or link.exists():
+                assert read_checkpoint_meta(link)["step"] <= state.step
         return state.step
 
 
@@ -100,11 +105,11 @@ def _crash_states(base: Path, policy, config, step: int, tag: str, monkeypatch) 
     states = []
     for at in range(1000):
         run = base.with_name(f"{tag}-{at}")
-        shutil.copytree(base, run)
+        shutil.copytree(base, run, symlinks=True)
         with monkeypatch.context() as patch:
             _install(patch, _CrashAt(at))
             try:
-                save_checkpoint(run / "checkpoint", policy, config, step=step)
+                save_checkpoint(run / "checkpoints", policy, config, step=step, valid_loss=1.0 / step, keep_last=1)
             except _Killed:
                 states.append(run)
                 continue
@@ -117,7 +122,7 @@ def test_a_kill_at_any_point_of_two_saves_leaves_a_loadable_checkpoint(tmp_path,
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # durability is not what this test is about; speed is
     policy, config = _policy()
     base = tmp_path / "base"
-    save_checkpoint(base / "checkpoint", policy, config, step=1)
+    save_checkpoint(base / "checkpoints", policy, config, step=1, valid_loss=1.0, keep_last=1)
     first = _crash_states(base, policy, config, 2, "a", monkeypatch)
     assert len(first) > 10
     checked = 0
@@ -128,8 +133,9 @@ def test_a_kill_at_any_point_of_two_saves_leaves_a_loadable_checkpoint(tmp_path,
             assert _loadable_step(second) in (1, 2, 3), second
             checked += 1
             shutil.rmtree(second)
-        save_checkpoint(state / "checkpoint", policy, config, step=3)
+        save_checkpoint(state / "checkpoints", policy, config, step=3, valid_loss=1.0 / 3, keep_last=1)
         assert _loadable_step(state) == 3
+        assert sorted(p.name for p in (state / "checkpoints").iterdir()) == ["000003", "best", "last"]
     assert checked > 100
 
 

@@ -109,7 +109,7 @@ def test_a_run_writes_only_inside_its_out_dir(tmp_path: Path, stats_cache: bool)
                      and not (stats_cache and (p == cache or cache in p.parents)))
     assert outside == []
     inside = {p.relative_to(run).parts[0] for p in created if run in p.parents}
-    assert inside == {"checkpoint", "metrics.jsonl", "split.json", "view_choice.json", "tensorboard", "learning_curve.png"}
+    assert inside == {"checkpoints", "metrics.jsonl", "split.json", "view_choice.json", "tensorboard", "learning_curve.png"}
     assert any(cache in p.parents for p in created) == stats_cache
 
 
@@ -120,7 +120,7 @@ def test_run_outputs_are_json_and_safetensors_only(tmp_path: Path) -> None:
                      "--out", str(out), "--quiet"]) == 0
     suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
     assert suffixes <= {".json", ".jsonl", ".safetensors", ".png"}  # .png: the learning curve, a picture
-    for path in (out / "checkpoint").glob("*.safetensors"):
+    for path in (out / "checkpoints").rglob("*.safetensors"):
         header_length = int.from_bytes(path.read_bytes()[:8], "little")
         json.loads(path.read_bytes()[8 : 8 + header_length])  # a plain JSON header, then raw tensor bytes
     predictions = tmp_path / "p.npz"

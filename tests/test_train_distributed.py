@@ -106,7 +106,7 @@ def test_two_processes_follow_the_one_process_loss_curve(tmp_path: Path) -> None
     assert evals[0] == evals[1]
     assert evals[0][-1]["count"] == 40
     # Only rank 0 writes outputs.
-    assert (tmp_path / "two" / "checkpoint" / "config.json").is_file()
+    assert (tmp_path / "two" / "checkpoints" / "last" / "pretrained_model" / "config.json").is_file()
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["kind"] == "train" for line in lines) == 6
 

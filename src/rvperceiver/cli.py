@@ -297,7 +297,7 @@ _TRAIN_EPILOG = """examples:
   rvperceiver train --show-config --config configs/reacher_cnn.yaml      # every key, resolved, as YAML
 
 A non-empty --out is refused unless --resume (continue it) or --overwrite (delete the old run's outputs first).
-The run directory gets checkpoint/, metrics.jsonl, learning_curve.png, tensorboard/ (tensorboard --logdir DIR),
+The run directory gets checkpoints/<step>/ (last, best), metrics.jsonl, learning_curve.png, tensorboard/ (tensorboard --logdir DIR),
 split.json and, with view_choice=adaptive, view_choice.json.
 """
 
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted overrides, anywhere on the line, e.g. steps=500 optim.lr=1e-3 data.path=FILE.hdf5")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: the config's out_dir)")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint exactly where it stopped")
+    p.add_argument("--resume", action="store_true", help="continue from the newest step in DIR/checkpoints exactly where it stopped")
     p.add_argument("--overwrite", action="store_true",
                    help="start a fresh run in a non-empty run directory, deleting the old run's outputs first")
     p.add_argument("--show-config", action="store_true",
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = command(sub, "eval", "metrics of a checkpoint on a dataset (MSE in metres, NMSE, collapse verdict)")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory or its checkpoint/ directory")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory, a checkpoints/<step> directory or a pretrained_model directory")
     _add_data_args(p)
     p.add_argument("--split", choices=("all", "train", "valid"), default="all",
                    help="which episodes: all, or the train/valid side of the split the run was trained with "
@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = command(sub, "predict", "predicted EE trajectories for every sample (.npz or .json), streamed batch by batch")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory or its checkpoint/ directory")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory, a checkpoints/<step> directory or a pretrained_model directory")
     _add_data_args(p)
     p.add_argument("--split", choices=("all", "train", "valid"), default="all",
                    help="which episodes (see eval --help)")
@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_sim_generate)
     e = command(sim, "eval", "closed-loop success rate of a checkpoint (fingertip within 1 cm of the target at the "
                 "end), with the expert and the mean-trajectory predictor on the same seeds")
-    e.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory or its checkpoint/ directory")
+    e.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory, a checkpoints/<step> directory or a pretrained_model directory")
     e.add_argument("--episodes", type=int, default=50, help="closed-loop episodes (env seeds SEED … SEED+N-1)")
     e.add_argument("--seed", type=int, default=100000,
                    help="first evaluation env seed; refused if it overlaps the seeds the training demos used")

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -273,6 +275,29 @@ class Policy(nn.Module):
         rollout.steps_per_chunk(self.target_shape[0])  # n_action_steps must fit the chunk
         self.config = dataclasses.replace(self.config, rollout=rollout)
         self._rollout = None
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Pretrained directories (LeRobot's layout; the file code lives in rvperceiver.train.checkpoint)
+    # ------------------------------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike[str], train_config: Any = None) -> Path:
+        """Write `config.json` + `model.safetensors` (+ `train_config.json` given a TrainConfig) to `directory`,
+        atomically; `from_pretrained(directory)` rebuilds this policy with its statistics."""
+        from rvperceiver.train.checkpoint import save_pretrained  # late import: the I/O lives with the trainer
+
+        return save_pretrained(directory, self, train_config)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> Policy:
+        """The policy saved in `directory` (a pretrained directory, a step checkpoint, `checkpoints/last` or a run
+        directory), in eval mode on `device`. A directory without `config.json`, or one of another model type,
+        is a `CheckpointError` that says so."""
+        from rvperceiver.train.checkpoint import load_pretrained
+
+        policy = load_pretrained(directory, device)
+        if not isinstance(policy, cls):
+            raise ConfigError(f"{directory} holds a {type(policy).__name__}, not a {cls.__name__}")
+        return policy
 
     def fit_statistics(self, input_batches: Iterable[Any], targets: Any) -> dict[str, Any]:
         """Fit the view's input statistics, the low-dim observation and the target normalisers; returns their

@@ -1,19 +1,26 @@
-"""Checkpoints: safetensors + JSON only (no pickle), written atomically, loaded with clear errors.
+"""Checkpoints and pretrained policies: safetensors + JSON only (no pickle), written atomically, loaded with clear errors.
 
-Layout of a checkpoint directory (``<out_dir>/checkpoint/``)::
+A **pretrained policy directory** is LeRobot's ``pretrained_model/`` layout::
 
-    model.safetensors           the policy's state dict (weights AND the fitted view / target statistics)
-    training_state.safetensors  optimizer tensors + RNG states; a JSON index of everything that is not a tensor
-                                (optimizer hyper-parameters, scheduler state, step, numpy/python RNG scalars)
-                                lives in the file's metadata under "index"
-    config.json                 TrainConfig, PolicyConfig, input/target shapes, library version, model type and
-                                the SHA-256 of both safetensors files (so a flipped bit is caught, not trusted)
+    config.json          model type, format version, input/target/low-dim shapes, the PolicyConfig, LeRobot-style
+                         input/output features, and the SHA-256 of model.safetensors (a flipped bit is caught)
+    model.safetensors    the policy's state dict (weights AND the fitted view / state / target statistics)
+    train_config.json    the TrainConfig that trained it (absent for a policy saved outside training)
 
-Atomicity: everything is written into ``checkpoint.tmp/`` and fsynced; only then is the old directory renamed to
-``checkpoint.old/``, the new one renamed into place and the old one deleted. At every instant a complete
-checkpoint exists under ``checkpoint/`` or, for the moment between the two renames, under ``checkpoint.old/``,
-which :func:`resolve_checkpoint` falls back to. A crash mid-write leaves only a ``checkpoint.tmp/`` that loading
-ignores and the next save replaces.
+A training run keeps **step checkpoints** beside it, as LeRobot does::
+
+    <out_dir>/checkpoints/000500/pretrained_model/   the directory above
+                                /training_state/     training_state.safetensors (optimizer tensors + RNG states; a
+                                                     JSON index of everything else in its metadata) and
+                                                     training_step.json (step, its SHA-256, the validation loss)
+    <out_dir>/checkpoints/last -> 000500            the newest step;  best -> the step of lowest validation loss
+
+Atomicity: a step is written into ``checkpoints/<step>.tmp/`` and fsynced, then renamed to ``<step>/``, so a
+directory with a bare step number is always complete; only then are the ``last``/``best`` pointers replaced (by
+renaming a new link over the old) and steps beyond ``keep_last`` removed (renamed to ``<step>.deleting`` first, so
+a kill mid-delete never leaves a half step). Resuming takes the newest complete step, whatever the pointers say,
+so a kill between any two of these operations loses at most the step being written. The layout of version 1 (one
+``checkpoint/`` directory overwritten at every save) is still read.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import warnings
 from dataclasses import dataclass, field
@@ -37,14 +45,27 @@ from torch import nn
 
 import rvperceiver
 from rvperceiver.errors import CheckpointError, ConfigError, InputError, NonFiniteError
+from rvperceiver.observation import IMAGE, STATE
 from rvperceiver.train.config import TrainConfig, from_dict, to_dict
 
-FORMAT_NAME = "rvperceiver-checkpoint"
+FORMAT_NAME = "rvperceiver-checkpoint"  # version 1: one checkpoint/ directory per run
 FORMAT_VERSION = 1
+PRETRAINED_FORMAT = "rvperceiver-pretrained"
+PRETRAINED_VERSION = 2
+STATE_FORMAT = "rvperceiver-training-state"
 MODEL_TYPE = "rvperceiver.Policy"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
 CONFIG_FILE = "config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+STEP_FILE = "training_step.json"
+PRETRAINED_DIR = "pretrained_model"
+TRAINING_STATE_DIR = "training_state"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_LINK = "last"
+BEST_LINK = "best"
+LEGACY_DIR = "checkpoint"  # the version-1 layout's directory
+_STEP_NAME = re.compile(r"^\d+$")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -202,6 +223,119 @@ def _state_shape(policy: nn.Module) -> list[int] | None:
     return list(shape) if shape is not None else None
 
 
+def _step_name(step: int) -> str:
+    return f"{int(step):06d}"
+
+
+def _pretrained_config(policy: nn.Module) -> dict[str, Any]:
+    """config.json of a pretrained directory: what builds the policy, plus LeRobot-style feature descriptions."""
+    input_shape, target_shape = _policy_shapes(policy)
+    state_shape = _state_shape(policy)
+    record: dict[str, Any] = {
+        "type": MODEL_TYPE,
+        "format": PRETRAINED_FORMAT,
+        "format_version": PRETRAINED_VERSION,
+        "library_version": rvperceiver.__version__,
+        "torch_version": torch.__version__,
+        "input_shape": input_shape,
+        "target_shape": target_shape,
+        "state_shape": state_shape,
+        "policy": to_dict(policy.config),
+    }
+    if len(input_shape) == 4:  # frame sequences: describe them as LeRobot's policy configs do
+        features: dict[str, Any] = {IMAGE: {"type": "VISUAL", "shape": input_shape[1:], "dtype": "uint8"}}
+        if state_shape is not None:
+            features[STATE] = {"type": "STATE", "shape": state_shape[1:], "dtype": "float32"}
+        record["n_obs_steps"] = input_shape[0]
+        record["chunk_size"] = target_shape[0]
+        record["input_features"] = features
+        record["output_features"] = {"action": {"type": "ACTION", "shape": target_shape[1:], "dtype": "float32"}}
+    return record
+
+
+def _write_pretrained_files(directory: Path, policy: nn.Module, train_config: TrainConfig | None) -> None:
+    """model.safetensors, then config.json carrying its digest, then train_config.json, into ``directory``."""
+    _check_finite(policy)
+    model_tensors = {name: t.detach().cpu().contiguous().clone() for name, t in policy.state_dict().items()}
+    record = _pretrained_config(policy)
+    model_bytes = save_safetensors_bytes(model_tensors, metadata={"format": PRETRAINED_FORMAT})
+    record["files"] = {MODEL_FILE: _write_bytes(directory / MODEL_FILE, model_bytes)}
+    _write_bytes(directory / CONFIG_FILE, json.dumps(record, indent=2).encode("utf-8"))
+    if train_config is not None:
+        _write_bytes(directory / TRAIN_CONFIG_FILE, json.dumps(to_dict(train_config), indent=2).encode("utf-8"))
+    _fsync_dir(directory)
+
+
+def save_pretrained(directory: str | Path, policy: nn.Module, train_config: TrainConfig | None = None) -> Path:
+    """Write ``policy`` as a pretrained directory (config.json + model.safetensors [+ train_config.json]).
+
+    Atomic: written into ``<directory>.tmp`` and swapped in, so an existing pretrained directory is replaced
+    whole or not at all. A directory that exists and is not an rvperceiver pretrained policy is refused.
+    """
+    directory = Path(directory)
+    if directory.exists() and not _is_pretrained_dir(directory):
+        raise CheckpointError(
+            f"{directory} exists and is not a pretrained rvperceiver policy directory; refusing to replace it"
+        )
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        _write_pretrained_files(tmp, policy, train_config)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if directory.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(directory, old)
+    os.rename(tmp, directory)
+    _fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def _is_pretrained_dir(directory: Path) -> bool:
+    try:
+        return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("format") == PRETRAINED_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _point(root: Path, link: str, target: str) -> None:
+    """Make ``root/link`` name ``target`` (a relative symlink, or a one-line file where symlinks are not allowed),
+    replaced by a rename, so a reader sees the old pointer or the new one."""
+    tmp = root / f".{link}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    try:
+        os.symlink(target, tmp)
+    except OSError:
+        _write_bytes(tmp, target.encode("utf-8"))
+    os.rename(tmp, root / link)
+
+
+def _step_dirs(root: Path) -> list[tuple[int, Path]]:
+    """The complete step checkpoints under ``root`` (bare step-number directories), oldest first."""
+    if not root.is_dir():
+        return []
+    found = [
+        (int(p.name), p) for p in root.iterdir() if _STEP_NAME.match(p.name) and p.is_dir() and not p.is_symlink()
+    ]
+    return sorted(found)
+
+
+def _recorded_valid_loss(step_dir: Path) -> float | None:
+    try:
+        value = json.loads((step_dir / TRAINING_STATE_DIR / STEP_FILE).read_text(encoding="utf-8")).get("valid_loss")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def save_checkpoint(
     directory: str | Path,
     policy: nn.Module,
@@ -212,18 +346,26 @@ def save_checkpoint(
     step: int = 0,
     rng: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    valid_loss: float | None = None,
+    keep_last: int | None = None,
+    keep_best: bool | None = None,
 ) -> Path:
-    """Write ``policy`` (+ optionally the optimizer, scheduler, RNG state and step) atomically to ``directory``.
+    """Write step ``step`` under the checkpoints directory ``directory`` (``<out_dir>/checkpoints``); return it.
 
-    ``rng`` defaults to the current generator states; ``extra`` is any JSON-able record (e.g. the last metrics).
-    Raises ``NonFiniteError`` (and writes nothing) if a weight or statistic is NaN/Inf, so the last good
-    checkpoint is never replaced by a broken one. Returns ``directory``.
+    The step holds the pretrained policy and the training state (optimizer, scheduler, RNG, step; ``rng``
+    defaults to the current generator states; ``extra`` is any JSON-able record). Then ``last`` points at it,
+    ``best`` at the step of lowest recorded ``valid_loss`` (when ``keep_best``), and all but the newest
+    ``keep_last`` steps (and the best) are removed; both default to ``config``'s. Raises ``NonFiniteError`` (and
+    writes nothing) if a weight or statistic is NaN/Inf, so a good checkpoint is never followed by a broken one.
     """
-    directory = Path(directory)
+    root = Path(directory)
+    keep_last = config.keep_last if keep_last is None else int(keep_last)
+    keep_best = config.keep_best if keep_best is None else bool(keep_best)
+    if keep_last < 1:
+        raise ConfigError(f"keep_last must be a positive integer (how many step checkpoints to keep), got {keep_last}")
     _check_finite(policy)
-    input_shape, target_shape = _policy_shapes(policy)
+    _policy_shapes(policy)
 
-    model_tensors = {name: t.detach().cpu().contiguous().clone() for name, t in policy.state_dict().items()}
     state_tensors: dict[str, torch.Tensor] = {}
     index: dict[str, Any] = {"step": int(step)}
     rng_tensors, index["rng"] = _rng_to_flat(rng if rng is not None else capture_rng_state())
@@ -233,49 +375,56 @@ def save_checkpoint(
         state_tensors.update(optim_tensors)
     if scheduler is not None:
         index["scheduler"] = _json_ready(scheduler.state_dict(), "scheduler state")
-    model_bytes = save_safetensors_bytes(model_tensors, metadata={"format": FORMAT_NAME})
-    state_bytes = save_safetensors_bytes(state_tensors, metadata={"format": FORMAT_NAME, "index": json.dumps(index)})
+    state_bytes = save_safetensors_bytes(state_tensors, metadata={"format": STATE_FORMAT, "index": json.dumps(index)})
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
-    if tmp.exists():  # left over from a crash during an earlier save
-        shutil.rmtree(tmp)
+    root.mkdir(parents=True, exist_ok=True)
+    for leftover in list(root.iterdir()):  # a crash during an earlier save or removal left these behind
+        if leftover.suffix in (".tmp", ".deleting") and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+    name = _step_name(step)
+    tmp, final = root / f"{name}.tmp", root / name
     tmp.mkdir()
     try:
-        digests = {MODEL_FILE: _write_bytes(tmp / MODEL_FILE, model_bytes)}
-        digests[STATE_FILE] = _write_bytes(tmp / STATE_FILE, state_bytes)
-        meta = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "model_type": MODEL_TYPE,
-            "library_version": rvperceiver.__version__,
-            "torch_version": torch.__version__,
+        (tmp / PRETRAINED_DIR).mkdir()
+        _write_pretrained_files(tmp / PRETRAINED_DIR, policy, config)
+        (tmp / TRAINING_STATE_DIR).mkdir()
+        record = {
+            "format": STATE_FORMAT,
+            "format_version": PRETRAINED_VERSION,
             "step": int(step),
-            "input_shape": input_shape,
-            "target_shape": target_shape,
-            "state_shape": _state_shape(policy),
-            "policy_config": to_dict(policy.config),
-            "train_config": to_dict(config),
-            "files": digests,
+            "valid_loss": float(valid_loss) if valid_loss is not None else None,
+            "files": {STATE_FILE: _write_bytes(tmp / TRAINING_STATE_DIR / STATE_FILE, state_bytes)},
             "extra": _json_ready(extra or {}, "extra"),
         }
-        # config.json goes last: it carries the digests, so a directory without it is never complete.
-        _write_bytes(tmp / CONFIG_FILE, json.dumps(meta, indent=2).encode("utf-8"))
+        # training_step.json goes last: it carries the state's digest, so a state without it is never complete.
+        _write_bytes(tmp / TRAINING_STATE_DIR / STEP_FILE, json.dumps(record, indent=2).encode("utf-8"))
+        _fsync_dir(tmp / TRAINING_STATE_DIR)
         _fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if directory.exists():
-        if old.exists():  # a leftover from an earlier save; ``directory`` is the complete checkpoint
-            shutil.rmtree(old)
-        os.rename(directory, old)
-    # else: an earlier save was interrupted between its two renames and ``old`` is the only complete checkpoint;
-    # it must survive until the new one is in place, or a crash right here would leave none at all.
-    os.rename(tmp, directory)
-    _fsync_dir(directory.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
+    if final.exists():  # the same step saved again (a run restarted by hand): the new one replaces it
+        os.rename(final, root / f"{name}.deleting")
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    _point(root, LAST_LINK, name)
+
+    steps = _step_dirs(root)
+    keep = {path for _, path in steps[-keep_last:]}
+    if keep_best:
+        scored = [(loss, number, path) for number, path in steps if (loss := _recorded_valid_loss(path)) is not None]
+        if scored:
+            best = min(scored)[2]  # ties: the earlier step
+            _point(root, BEST_LINK, best.name)
+            keep.add(best)
+    elif (root / BEST_LINK).is_symlink() or (root / BEST_LINK).exists():
+        (root / BEST_LINK).unlink()  # a pointer nobody keeps alive would dangle once its step is removed
+    for _, path in steps:
+        if path not in keep:  # renamed first, so a kill mid-removal never leaves a half step under a step name
+            doomed = path.with_name(path.name + ".deleting")
+            os.rename(path, doomed)
+            shutil.rmtree(doomed)
+    return final
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -283,49 +432,173 @@ def save_checkpoint(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint directory for ``path``: the directory itself, or ``<path>/checkpoint`` for a run directory.
-
-    Falls back to ``checkpoint.old`` if a crash happened between the two renames of a save.
-    """
-    path = Path(path)
-    for candidate in (path, path / "checkpoint"):
-        if (candidate / CONFIG_FILE).is_file():
-            return candidate
-        old = candidate.with_name(candidate.name + ".old")
-        if not candidate.exists() and (old / CONFIG_FILE).is_file():
-            warnings.warn(f"{candidate} is missing; using {old} (a save was interrupted)", stacklevel=2)
-            return old
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the path does not exist")
-    raise CheckpointError(
-        f"no checkpoint at {path}: expected {CONFIG_FILE}, {MODEL_FILE} and {STATE_FILE} there or in {path / 'checkpoint'}"
+def run_has_checkpoint(out_dir: str | Path) -> bool:
+    """Whether a run directory holds checkpoints (of either layout)."""
+    out_dir = Path(out_dir)
+    return bool(_step_dirs(out_dir / CHECKPOINTS_DIR)) or any(
+        (out_dir / name).exists() for name in (LEGACY_DIR, LEGACY_DIR + ".old")
     )
 
 
-def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """Parse and check ``config.json`` of a checkpoint (format, version, model type)."""
+def remove_checkpoints(out_dir: str | Path) -> None:
+    """Delete every checkpoint of a run directory (both layouts, with leftovers of interrupted saves)."""
+    out_dir = Path(out_dir)
+    for name in (CHECKPOINTS_DIR, LEGACY_DIR, LEGACY_DIR + ".old", LEGACY_DIR + ".tmp"):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def _pointer_target(path: Path) -> Path | None:
+    """A ``last``/``best`` pointer written as a file (where symlinks are not allowed) names its step."""
+    if path.is_file() and path.name in (LAST_LINK, BEST_LINK):
+        try:
+            return path.parent / path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+    return None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The directory of one checkpoint for ``path``.
+
+    ``path`` may be a pretrained directory (``config.json``), a step directory (``pretrained_model/``), a
+    ``last``/``best`` pointer, a checkpoints directory or a run directory (both: the newest complete step), or
+    a version-1 checkpoint or run directory (``checkpoint/``, falling back to ``checkpoint.old`` if a save was
+    interrupted between its two renames).
+    """
+    path = Path(path)
+    pointed = _pointer_target(path)
+    if pointed is not None:
+        path = pointed
+    if (path / CONFIG_FILE).is_file() or (path / PRETRAINED_DIR / CONFIG_FILE).is_file():
+        return path
+    for root in (path, path / CHECKPOINTS_DIR):
+        steps = _step_dirs(root)
+        if steps:
+            return steps[-1][1]
+    legacy = path / LEGACY_DIR
+    if (legacy / CONFIG_FILE).is_file():
+        return legacy
+    old = legacy.with_name(LEGACY_DIR + ".old")
+    if not legacy.exists() and (old / CONFIG_FILE).is_file():
+        warnings.warn(f"{legacy} is missing; using {old} (a save was interrupted)", stacklevel=2)
+        return old
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}: the path does not exist")
+    if (path / MODEL_FILE).is_file():
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} is missing: a pretrained directory needs the {CONFIG_FILE} that save_pretrained "
+            f"writes beside {MODEL_FILE}"
+        )
+    raise CheckpointError(
+        f"no checkpoint at {path}: expected a pretrained directory ({CONFIG_FILE}, {MODEL_FILE}), a step directory "
+        f"({PRETRAINED_DIR}/, {TRAINING_STATE_DIR}/) or a run directory with {CHECKPOINTS_DIR}/"
+    )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not readable JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _check_model_type(config_path: Path, found: Any, loader: str) -> None:
+    if found != MODEL_TYPE:
+        raise CheckpointError(f"{config_path} holds a model of type {found!r}; {loader} loads {MODEL_TYPE!r}")
+
+
+def read_checkpoint_meta(path: str | Path, loader: str = "load_policy") -> dict[str, Any]:
+    """Parse and check the JSON of a checkpoint (format, version, model type) into one record.
+
+    Keys: ``step`` (None for a bare pretrained directory), ``input_shape``, ``target_shape``, ``state_shape``,
+    ``policy_config``, ``train_config`` (None when absent), ``files`` (SHA-256 per file), ``extra``,
+    ``valid_loss``, ``layout`` (1 or 2) and the private ``_directory`` / ``_model_dir`` / ``_state_dir``.
+    """
     directory = resolve_checkpoint(path)
     config_path = directory / CONFIG_FILE
-    try:
-        meta = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{config_path} is not readable JSON: {error}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{config_path} is not an rvperceiver checkpoint (format {meta.get('format')!r})")
+    if config_path.is_file():
+        meta = _read_json(config_path, "checkpoint config")
+        if meta.get("format") == FORMAT_NAME:
+            return _legacy_meta(meta, directory, loader)
+        if meta.get("format") != PRETRAINED_FORMAT:
+            raise CheckpointError(f"{config_path} is not an rvperceiver checkpoint (format {meta.get('format')!r})")
+        model_dir = directory
+        sibling_state = directory.parent / TRAINING_STATE_DIR
+        state_dir = sibling_state if directory.name == PRETRAINED_DIR and sibling_state.is_dir() else None
+        step_dir = directory.parent if state_dir is not None else directory
+    else:
+        model_dir, state_dir, step_dir = directory / PRETRAINED_DIR, directory / TRAINING_STATE_DIR, directory
+        config_path = model_dir / CONFIG_FILE
+        meta = _read_json(config_path, "checkpoint config")
+        if meta.get("format") != PRETRAINED_FORMAT:
+            raise CheckpointError(f"{config_path} is not an rvperceiver checkpoint (format {meta.get('format')!r})")
+    if meta.get("format_version", 0) > PRETRAINED_VERSION:
+        raise CheckpointError(
+            f"{config_path} has format version {meta.get('format_version')}; this library reads up to "
+            f"{PRETRAINED_VERSION} (upgrade rvperceiver)"
+        )
+    _check_model_type(config_path, meta.get("type"), loader)
+    for key in ("input_shape", "target_shape", "policy", "files"):
+        if key not in meta:
+            raise CheckpointError(f"{config_path} lacks the key {key!r}")
+    train_path = model_dir / TRAIN_CONFIG_FILE
+    record: dict[str, Any] = {
+        "layout": 2,
+        "step": None,
+        "input_shape": meta["input_shape"],
+        "target_shape": meta["target_shape"],
+        "state_shape": meta.get("state_shape"),
+        "policy_config": meta["policy"],
+        "train_config": _read_json(train_path, "train config") if train_path.is_file() else None,
+        "files": dict(meta["files"]),
+        "extra": {},
+        "valid_loss": None,
+        "_directory": str(step_dir),
+        "_model_dir": str(model_dir),
+        "_state_dir": str(state_dir) if state_dir is not None else None,
+    }
+    if state_dir is not None:
+        step_record = _read_json(state_dir / STEP_FILE, "training step record")
+        if step_record.get("format") != STATE_FORMAT or "step" not in step_record:
+            raise CheckpointError(f"{state_dir / STEP_FILE} is not an rvperceiver training-state record")
+        record["step"] = int(step_record["step"])
+        record["files"].update(step_record.get("files", {}))
+        record["extra"] = dict(step_record.get("extra", {}))
+        record["valid_loss"] = step_record.get("valid_loss")
+    return record
+
+
+def _legacy_meta(meta: dict[str, Any], directory: Path, loader: str) -> dict[str, Any]:
+    """A version-1 ``checkpoint/config.json`` (everything in one directory) as the record of version 2."""
+    config_path = directory / CONFIG_FILE
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
             f"{config_path} has format version {meta.get('format_version')}; this library reads up to {FORMAT_VERSION}"
         )
-    if meta.get("model_type") != MODEL_TYPE:
-        raise CheckpointError(
-            f"{config_path} holds a model of type {meta.get('model_type')!r}; load_policy loads {MODEL_TYPE!r}"
-        )
+    _check_model_type(config_path, meta.get("model_type"), loader)
     for key in ("input_shape", "target_shape", "policy_config", "train_config", "files"):
         if key not in meta:
             raise CheckpointError(f"{config_path} lacks the key {key!r}")
-    meta["_directory"] = str(directory)
-    return meta
+    return {
+        "layout": 1,
+        "step": int(meta.get("step", 0)),
+        "input_shape": meta["input_shape"],
+        "target_shape": meta["target_shape"],
+        "state_shape": meta.get("state_shape"),
+        "policy_config": meta["policy_config"],
+        "train_config": meta["train_config"],
+        "files": dict(meta["files"]),
+        "extra": dict(meta.get("extra", {})),
+        "valid_loss": None,
+        "_directory": str(directory),
+        "_model_dir": str(directory),
+        "_state_dir": str(directory),
+    }
 
 
 def _read_safetensors(directory: Path, name: str, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -336,7 +609,8 @@ def _read_safetensors(directory: Path, name: str, meta: dict[str, Any]) -> tuple
         raise CheckpointError(f"checkpoint file {path} is missing") from None
     expected = meta["files"].get(name)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise CheckpointError(f"{path} is corrupt: its SHA-256 does not match the one recorded in {CONFIG_FILE}")
+        record = STEP_FILE if name == STATE_FILE and meta.get("layout") == 2 else CONFIG_FILE
+        raise CheckpointError(f"{path} is corrupt: its SHA-256 does not match the one recorded in {record}")
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError, RuntimeError) as error:
@@ -360,7 +634,7 @@ def load_model_weights(path: str | Path, policy: nn.Module, meta: dict[str, Any]
     Missing, unexpected or wrongly shaped entries raise ``CheckpointError`` listing (the first few of) them.
     """
     meta = meta if meta is not None else read_checkpoint_meta(path)
-    directory = Path(meta["_directory"])
+    directory = Path(meta["_model_dir"])
     tensors, _ = _read_safetensors(directory, MODEL_FILE, meta)
     expected = policy.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -387,31 +661,52 @@ def load_model_weights(path: str | Path, policy: nn.Module, meta: dict[str, Any]
         raise CheckpointError(f"{directory / MODEL_FILE} cannot be loaded into the model: {error}") from None
 
 
-def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the saved policy (with its fitted statistics) and its TrainConfig from a checkpoint.
-
-    ``path`` is a checkpoint directory or a run directory holding ``checkpoint/``. The policy is returned in eval
-    mode on ``device``. Missing files, corrupt files, a checkpoint of another model type or weights that do not
-    match the saved config raise ``CheckpointError``.
-    """
+def _build_saved_policy(meta: dict[str, Any]) -> nn.Module:
     from rvperceiver.model.policy import build_policy  # late import: the model package depends on nothing here
 
-    meta = read_checkpoint_meta(path)
-    directory = Path(meta["_directory"])
+    config_path = Path(meta["_model_dir"]) / CONFIG_FILE
     try:
-        config = from_dict(meta["train_config"])
         policy_config = from_dict({"policy": meta["policy_config"]}).policy
     except ConfigError as error:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: the stored config is invalid: {error}") from None
+        raise CheckpointError(f"{config_path}: the stored config is invalid: {error}") from None
     input_shape = tuple(int(v) for v in meta["input_shape"])
     target_shape = tuple(int(v) for v in meta["target_shape"])
     state_shape = tuple(int(v) for v in meta["state_shape"]) if meta.get("state_shape") else None
     try:
         policy = build_policy(policy_config, input_shape, target_shape, state_shape)
     except (InputError, ConfigError, ValueError) as error:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: cannot build the saved policy: {error}") from None
+        raise CheckpointError(f"{config_path}: cannot build the saved policy: {error}") from None
+    load_model_weights(meta["_model_dir"], policy, meta)
+    return policy
 
-    load_model_weights(directory, policy, meta)
+
+def load_pretrained(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The saved policy, with its fitted statistics, in eval mode on ``device`` (``Policy.from_pretrained``).
+
+    ``path``: a pretrained directory, a step checkpoint, ``checkpoints/last`` or a run directory (its newest step).
+    """
+    meta = read_checkpoint_meta(path, loader="Policy.from_pretrained")
+    return _build_saved_policy(meta).to(device).eval()
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the saved policy (with its fitted statistics) and its TrainConfig from a training checkpoint.
+
+    ``path`` is a run directory (its newest step), a step directory or a pretrained directory written by
+    training. The policy is returned in eval mode on ``device``. Missing files, corrupt files, a checkpoint of
+    another model type or weights that do not match the saved config raise ``CheckpointError``.
+    """
+    meta = read_checkpoint_meta(path)
+    if meta["train_config"] is None:
+        raise CheckpointError(
+            f"{meta['_model_dir']} holds no {TRAIN_CONFIG_FILE} (a policy saved outside training); load it with "
+            "Policy.from_pretrained"
+        )
+    try:
+        config = from_dict(meta["train_config"])
+    except ConfigError as error:
+        raise CheckpointError(f"{Path(meta['_model_dir']) / CONFIG_FILE}: the stored config is invalid: {error}") from None
+    policy = _build_saved_policy(meta)
     policy.to(device).eval()
     return policy, config
 
@@ -436,7 +731,12 @@ def load_training_state(
     had it (the training loop does so right before its next step).
     """
     meta = read_checkpoint_meta(path)
-    directory = Path(meta["_directory"])
+    if meta["_state_dir"] is None:
+        raise CheckpointError(
+            f"{meta['_directory']} is a pretrained policy without training state; resuming needs a step checkpoint "
+            f"({CHECKPOINTS_DIR}/<step>/ with {TRAINING_STATE_DIR}/)"
+        )
+    directory = Path(meta["_state_dir"])
     tensors, metadata = _read_safetensors(directory, STATE_FILE, meta)
     try:
         index = json.loads(metadata["index"])
@@ -457,4 +757,8 @@ def load_training_state(
         rng = _rng_from_flat(tensors, index["rng"])
     except KeyError as error:
         raise CheckpointError(f"{directory / STATE_FILE}: RNG state incomplete (missing {error})") from None
+    if int(index["step"]) != int(meta["step"]):
+        raise CheckpointError(
+            f"{directory / STATE_FILE} is of step {index['step']} but its record says step {meta['step']}"
+        )
     return TrainingState(step=int(index["step"]), rng=rng, extra=dict(meta.get("extra", {})))

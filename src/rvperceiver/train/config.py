@@ -113,8 +113,10 @@ class TrainConfig:
 
     Run fields: ``steps`` optimiser steps of ``batch_size`` examples (the global batch: a distributed run splits
     it over the processes); evaluation every ``eval_every`` steps on ``eval_batches`` validation batches (0 = the
-    whole validation set); a checkpoint every ``checkpoint_every`` steps and at the end; a log line every
-    ``log_every`` steps. ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
+    whole validation set); a checkpoint every ``checkpoint_every`` steps and at the end, under
+    ``<out_dir>/checkpoints/<step>/`` (the newest ``keep_last`` are kept, and with ``keep_best`` also the one of
+    lowest validation loss, pointed to by ``checkpoints/best``); a log line every ``log_every`` steps.
+    ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
     applied on CUDA only (CPU runs stay float32 and bit-reproducible). ``compile`` = ``torch.compile`` the model.
     ``out_dir`` holds metrics.jsonl, TensorBoard events and the checkpoint ("" = write nothing).
     ``view_choice``: ``fixed`` trains with ``policy.view`` as written; ``adaptive`` lets the seed's rule pick raw or
@@ -130,6 +132,8 @@ class TrainConfig:
     eval_every: int = 200
     eval_batches: int = 16
     checkpoint_every: int = 500
+    keep_last: int = 3
+    keep_best: bool = True
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
@@ -143,6 +147,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
             _require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
+        _require(self.keep_last >= 1, "keep_last", "a positive integer (how many step checkpoints to keep)", self.keep_last)
         _require(self.eval_batches >= 0, "eval_batches", "an integer >= 0 (0 = all)", self.eval_batches)
         _require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
         _require(

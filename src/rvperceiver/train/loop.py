@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from rvperceiver.errors import CheckpointError, ConfigError, InputError, NonFiniteError
 from rvperceiver.observation import split_observation
 from rvperceiver.train.checkpoint import (
+    CHECKPOINTS_DIR,
     capture_rng_state,
     load_model_weights,
     load_training_state,
@@ -57,7 +58,7 @@ from rvperceiver.train.metrics import EvalMetrics, collapse_advice
 from rvperceiver.train.metrics_log import MetricsLog
 from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
 
-CHECKPOINT_DIRNAME = "checkpoint"
+CHECKPOINT_DIRNAME = CHECKPOINTS_DIR
 
 
 class CollapseWarning(UserWarning):
@@ -161,10 +162,10 @@ def check_output_dir(out_dir: Path, bytes_needed: int) -> None:
         )
 
 
-def _checkpoint_bytes_needed(policy: nn.Module) -> int:
+def _checkpoint_bytes_needed(policy: nn.Module, keep: int) -> int:
     state_bytes = sum(t.numel() * t.element_size() for t in policy.state_dict().values())
-    # model + two Adam moments, written next to the previous checkpoint, plus slack for logs.
-    return 2 * 3 * state_bytes + (16 << 20)
+    # model + two Adam moments per kept step, plus the step being written, plus slack for logs.
+    return (keep + 1) * 3 * state_bytes + (16 << 20)
 
 
 def _statistics_fitted(policy: nn.Module) -> bool:
@@ -224,9 +225,11 @@ def _fit_statistics(
     return "fitted"
 
 
-def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: TrainConfig) -> None:
-    """Load the checkpoint's weights and statistics into a freshly built policy of the same config."""
+def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """Load the newest checkpoint's weights and statistics into a freshly built policy of the same config;
+    returns its record (``read_checkpoint_meta``), whose directory the training state is then read from."""
     meta = read_checkpoint_meta(checkpoint_dir)
+    checkpoint_dir = Path(meta["_directory"])
     try:  # through the schema, so fields added since the checkpoint was written compare as their defaults
         stored = to_dict(from_dict({"policy": meta["policy_config"]}).policy)
     except ConfigError as error:
@@ -249,6 +252,7 @@ def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: Trai
             f"{meta['target_shape']}, this data gives {list(policy.input_shape)} -> {list(policy.target_shape)}"
         )
     load_model_weights(checkpoint_dir, policy, meta)
+    return meta
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -271,8 +275,8 @@ def train(
     """Train a policy on ``train_set`` (a Dataset of ``(input, target [T_pred, D])`` pairs).
 
     ``policy`` None = build one from ``config.policy``. ``out_dir`` overrides ``config.out_dir``; an empty out_dir
-    writes nothing (no metrics, no checkpoints). ``resume`` continues from ``<out_dir>/checkpoint`` exactly where
-    it stopped. ``stats_cache`` reuses fitted statistics across runs. ``stop_at_step`` ends the run early at that
+    writes nothing (no metrics, no checkpoints). ``resume`` continues from the newest step under
+    ``<out_dir>/checkpoints/`` (or a version-1 ``<out_dir>/checkpoint/``) exactly where it stopped. ``stats_cache`` reuses fitted statistics across runs. ``stop_at_step`` ends the run early at that
     step with a checkpoint, as a scheduler's time limit would (the schedule still spans ``config.steps``).
     ``on_step(step, loss)`` is called after every optimisation step (e.g. a caller's own progress display).
     """
@@ -326,11 +330,12 @@ def _train(
         )
     policy.to(device)
     if out is not None and context.is_main:
-        check_output_dir(out, _checkpoint_bytes_needed(policy))
+        check_output_dir(out, _checkpoint_bytes_needed(policy, config.keep_last + int(config.keep_best)))
 
     # 3. Statistics: from the checkpoint when resuming, else the cache, else fitted on the training set.
+    resumed_from: Path | None = None
     if resume:
-        _load_model_for_resume(policy, checkpoint_dir, config)  # type: ignore[arg-type]
+        resumed_from = Path(_load_model_for_resume(policy, out, config)["_directory"])  # type: ignore[arg-type]
         statistics = "checkpoint"
     elif _statistics_fitted(policy):
         statistics = "given"
@@ -352,7 +357,7 @@ def _train(
     start_step = 0
     rng_to_restore = None
     if resume:
-        state = load_training_state(checkpoint_dir, optimizer, scheduler)  # type: ignore[arg-type]
+        state = load_training_state(resumed_from, optimizer, scheduler)  # type: ignore[arg-type]
         start_step, rng_to_restore = state.step, state.rng
     last_step = config.steps if stop_at_step is None else min(config.steps, stop_at_step)
 
@@ -459,8 +464,9 @@ def _train(
             if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == last_step):
                 if context.is_main:
                     extra = {"last_eval": result.evals[-1] if result.evals else None}
+                    evaluated_now = bool(result.evals) and result.evals[-1]["step"] == done
                     try:
-                        save_checkpoint(
+                        result.checkpoint = save_checkpoint(
                             checkpoint_dir,
                             policy,
                             config,
@@ -469,6 +475,7 @@ def _train(
                             step=done,
                             rng=capture_rng_state(),
                             extra=extra,
+                            valid_loss=result.evals[-1]["loss"] if evaluated_now else None,
                         )
                     except OSError as error:  # e.g. the disk filled up during the run: say what is kept
                         kept = (
@@ -479,7 +486,6 @@ def _train(
                         raise CheckpointError(
                             f"cannot write the checkpoint of step {done} to {checkpoint_dir}: {error}; {kept}"
                         ) from error
-                    result.checkpoint = checkpoint_dir
                 last_saved_step = done
             result.step = done
     finally:

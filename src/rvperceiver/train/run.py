@@ -23,16 +23,11 @@ from rvperceiver.data.formats import DEFAULT_KEYS, detect_format, open_episodes
 from rvperceiver.data.loading import WindowSplit, load_windows, windows_for_split
 from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import CheckpointError, DataError, InputError
-from rvperceiver.train.checkpoint import load_policy
+from rvperceiver.train.checkpoint import LEGACY_DIR, load_policy, run_has_checkpoint
 from rvperceiver.progress import Passes, bar, note
 from rvperceiver.train.config import TrainConfig, check_schedule, to_dict
 from rvperceiver.train.evaluate import evaluate
-from rvperceiver.train.loop import (
-    CHECKPOINT_DIRNAME,
-    TrainResult,
-    check_output_dir,
-    train,
-)
+from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, train
 from rvperceiver.train.stats_cache import StatsCache
 from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import AdaptiveChoice, choose_view, default_candidates
@@ -54,8 +49,9 @@ LEARNING_CURVE_FILE = "learning_curve.png"
 # What a run writes into its directory; --overwrite deletes exactly these (other files of the user's are kept).
 RUN_OUTPUTS = (
     CHECKPOINT_DIRNAME,
-    CHECKPOINT_DIRNAME + ".old",
-    CHECKPOINT_DIRNAME + ".tmp",
+    LEGACY_DIR,  # the version-1 layout's checkpoint/ and its leftovers
+    LEGACY_DIR + ".old",
+    LEGACY_DIR + ".tmp",
     "metrics.jsonl",
     "tensorboard",
     SPLIT_FILE,
@@ -122,7 +118,7 @@ def train_from_config(
     try:
         result = _train_from_config(config, out_dir, resume, overwrite, progress)
     except BaseException:
-        if created and out_dir is not None and not (out_dir / CHECKPOINT_DIRNAME).exists():
+        if created and out_dir is not None and not run_has_checkpoint(out_dir):
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
     if out_dir is not None and _is_main_process():
@@ -137,7 +133,7 @@ def train_from_config(
 
 def _check_run_directory(out_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse what would mix two runs in one directory, before anything is read or written."""
-    has_checkpoint = (out_dir / CHECKPOINT_DIRNAME).exists()
+    has_checkpoint = run_has_checkpoint(out_dir)
     if resume:
         if not has_checkpoint:
             reason = "the run directory does not exist" if not out_dir.exists() else "the path does not exist"
