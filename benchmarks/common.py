@@ -341,40 +341,59 @@ def _memory_child(request_json: str) -> None:
 
 
 def perceiver_forward_flops(
-    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int, factored_kv: bool = True,
-    cross_width: int | None = None,
+    shape: ModelShape, tokens: int, input_channels: int, position_channels: int, batch: int,
+    cross_width: int | None = None, absorbed: bool | None = None, num_cross_attends: int = 1,
+    kv_norm: str = "joint",
 ) -> dict[str, float]:
-    """Forward FLOPs of one batch through our `PerceiverIO`, by part (matmuls only; norms and activations omitted).
+    """Forward FLOPs of one batch through our `PerceiverIO`, by part (matrix products only: norms, softmax,
+    activations and matrix-vector products omitted, as `torch.utils.flop_counter` counts them).
 
-    N tokens, c input channels, P position channels, L latents, D width, w MLP widening, S self-attention layers,
-    T output queries, O output channels, B batch:
-      cross-attend:  K/V projection  B·N·(c+P)·2D  (plain)  or  B·N·(c+2)·2D + N·P·2D  (factored: the position
-                     columns are projected once per batch, each example only adds its c value columns plus the two
-                     LayerNorm columns, see `perceiver.InputKeyValues`),
-                     Q projection L·D² (the latents are shared by the batch), attention B·2·L·N·D (QKᵀ and AV),
-                     output projection B·L·D², MLP B·2w·L·D²
-      self layer:    B·[(4 + 2w)·L·D² + 2·L²·D]   (QKV + output projections, MLP, QKᵀ and AV)
-      decoder:       T·D² (queries shared)
-                     + B·[2·L·D² (K/V of the latents) + 2·T·L·D + T·D² + 2w·T·D² + T·D·O]
-    each ×2 for FLOPs. A training step costs ≈ 3× the forward (the backward computes two products per matmul).
-    With `cross_width` A (`PerceiverConfig.cross_attention_channels`, None = D) the cross-attend's K/V projection
-    outputs 2A instead of 2D, its attention costs B·2·L·N·A, and its Q and output projections L·D·A and B·L·A·D.
+    N tokens, c input channels, P position channels, F = c + P, L latents, D width, A the cross-attends' width
+    (`cross_width`, None = D), H cross heads, w MLP widening, S self-attention layers, T output queries,
+    O output channels, B batch, R cross-attends (`num_cross_attends`; the first has shared queries, the repeats
+    per-example ones):
+      cross-attend, absorbed (`absorbed`, None = what `PerceiverConfig.input_attention="auto"` picks):
+                     queries into the token width L·A·F (×B for a repeat), attention 2·B·H·L·N·F (scores and
+                     weighted means at width F), value projection of the attended tokens B·L·F·A, and 2A·F to fold
+                     the LayerNorm's shift into the bias (when there is a LayerNorm)
+      cross-attend, materialised: K/V projection B·N·(c+2)·2A + N·P·2A + 2A·F (`kv_norm="joint"`: the position
+                     columns are projected once per batch, each example adds its c value columns and two LayerNorm
+                     columns) or B·N·c·2A + N·P·2A (`values`), attention 2·B·L·N·A
+      both:          Q projection L·D·A (×B for a repeat), output projection B·L·A·D, MLP B·2w·L·D²
+      self layer:    B·[(4 + 2w)·L·D² + 2·L²·D] (QKV + output projections, MLP, QKᵀ and AV), S per cross-attend
+      decoder:       T·D² (queries shared) + B·[2·L·D² (K/V of the latents) + 2·T·L·D + T·D² + 2w·T·D² + T·D·O]
+    each ×2 for FLOPs (one multiply-accumulate = 2). A training step costs ≈ 3× the forward (the backward computes
+    two products per matmul). Without position features (P = 0) the materialised K/V projection is B·N·c·2A.
     """
     n, c, p = tokens, input_channels, position_channels
     lat, d, w, t, o, b = (
         shape.num_latents, shape.latent_channels, shape.mlp_widening, shape.output_steps, shape.output_channels, batch
     )
     a = d if cross_width is None else cross_width
-    if factored_kv:
-        kv = b * n * (c + 2) * 2 * a + n * p * 2 * a
+    heads, width = shape.cross_heads, c + p
+    if absorbed is None:
+        absorbed = heads * lat * width <= a * (width + lat)
+    repeats = num_cross_attends - 1
+    query_rows = lat * (1 + repeats * b)  # rows through the query projection: shared first, per-example repeats
+    has_norm = width > 1 if kv_norm == "joint" else c > 1
+    if absorbed:
+        kv = (1 + repeats) * 2 * a * width if has_norm else 0  # the LayerNorm shift folded into the bias: W β
+        attention = (
+            (1 + repeats) * b * 2 * heads * lat * n * width  # scores and weighted means over the tokens
+            + query_rows * a * width  # queries into the token width
+            + (1 + repeats) * b * lat * width * a  # value projection of the attended tokens
+        )
     else:
-        kv = b * n * (c + p) * 2 * a
+        factored_joint = kv_norm == "joint" and p > 0
+        per_example = c + 2 if factored_joint else c
+        kv = (1 + repeats) * (b * n * per_example * 2 * a + n * p * 2 * a + (2 * a * width if factored_joint else 0))
+        attention = (1 + repeats) * b * 2 * lat * n * a
     cross = {
         "cross_kv_projection": kv,
-        "cross_attention": b * 2 * lat * n * a,
-        "cross_q_out_mlp": lat * d * a + b * lat * a * d + b * 2 * w * lat * d * d,
+        "cross_attention": attention,
+        "cross_q_out_mlp": query_rows * d * a + (1 + repeats) * (b * lat * a * d + b * 2 * w * lat * d * d),
     }
-    self_layers = shape.self_layers * b * ((4 + 2 * w) * lat * d * d + 2 * lat * lat * d)
+    self_layers = (1 + repeats) * shape.self_layers * b * ((4 + 2 * w) * lat * d * d + 2 * lat * lat * d)
     decoder = t * d * d + b * (2 * lat * d * d + 2 * t * lat * d + t * d * d + 2 * w * t * d * d + t * d * o)
     macs = {**cross, "self_attention_layers": self_layers, "decoder": decoder}
     flops = {name: 2.0 * value for name, value in macs.items()}
