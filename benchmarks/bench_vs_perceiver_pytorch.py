@@ -12,14 +12,18 @@ width 256 on both (theirs: `cross_heads=1, cross_dim_head=256`); 4 latent self-a
 (theirs: `latent_heads=4, latent_dim_head=64`); feed-forward of 12·D² weights on both (their fixed GEGLU with
 mult 4; our MLP with widening 6); 8 Fourier bands up to max_freq = the grid size, float32.
 
-Two input layouts of the same 12,288 scalar tokens: the seed's `[B, 12288, 1]` with a 1-axis grid (17 position
-channels), and the token grid our scalar view really produces for one 64×64×3 frame, `(1, 64, 64, 3)` (4 axes,
-68 position channels; theirs gets `[B, 1, 64, 64, 3, 1]` with `input_axis=4`).
-
-Further rows (`cases_for`), each labelled in the output: both sides at a cross-attention width of 64 (ours through
-the opt-in `cross_attention_channels=64`, theirs `cross_dim_head=64`), the same with our opt-in
-`cross_attend_chunk=4`, and one row that is NOT matched: each library at its own defaults for the cross width (ours
-256 = the latent width, theirs `cross_dim_head=64`). The headline ratios stay those of the first, matched row.
+Three sides are timed in alternation in one process (ours as shipped, ours with `input_attention="materialised"`,
+theirs), so the absorbed cross-attention is measured against both the materialised keys/values of our own model
+and perceiver-pytorch. Rows (`cases_for`), each labelled in the output:
+- the seed's `[B, 12288, 1]` with a 1-axis grid (17 position channels; the headline row);
+- the token grid our scalar view really produces for one 64×64×3 frame, `(1, 64, 64, 3)` (4 axes, 68 position
+  channels; theirs gets `[B, 1, 64, 64, 3, 1]` with `input_axis=4`);
+- 4 and 8 cross heads of width 256/H (theirs `cross_heads=H, cross_dim_head=256/H`);
+- cross width 64 on both (ours `cross_attention_channels=64`, theirs `cross_dim_head=64`);
+- patch tokens: 4×4×3 patches of the frame, 256 tokens of c = 48 values on a (16, 16) grid;
+- two cross-attends (ours `num_cross_attends=2`, the repeat sharing weights; theirs `depth=2`);
+- one row that is NOT matched: each library at its own defaults for the cross width (ours 256, theirs 64).
+The headline ratios are those of the first row; the frame-grid row has its own goal.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def _variant(variant: dict[str, Any] | Variant) -> Variant:
 # overrides. All are switches of the model itself now; nothing is wrapped from outside.
 ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
     "none": {},
+    "materialised": {"input_attention": "materialised"},
     "cross_attend_chunk_4": {"cross_attend_chunk": 4},
     "math_sdpa": {"attention_backend": "math"},
     "math_sdpa_cross_only": {},  # + the encoder cross-attend's layer set to "math" after building (see build_ours)
@@ -93,9 +98,11 @@ ABLATION_OVERRIDES: dict[str, dict[str, Any]] = {
 ABLATIONS = tuple(ABLATION_OVERRIDES)
 
 
-def _data(grid: tuple[int, ...], batch: int, shape: ModelShape, device: str, seed: int) -> tuple[torch.Tensor, ...]:
+def _data(
+    grid: tuple[int, ...], batch: int, shape: ModelShape, device: str, seed: int, channels: int = 1
+) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randn(batch, math.prod(grid), 1, generator=generator).to(device)
+    tokens = torch.randn(batch, math.prod(grid), channels, generator=generator).to(device)
     targets = torch.randn(batch, shape.output_steps, shape.output_channels, generator=generator).to(device)
     return tokens, targets
 
@@ -103,35 +110,38 @@ def _data(grid: tuple[int, ...], batch: int, shape: ModelShape, device: str, see
 def build_ours(
     grid: list[int], batch: int, shape: dict[str, Any] | ModelShape, variant: dict[str, Any] | Variant,
     max_freq: float, seed: int = 0, ablation: str = "none", overrides: dict[str, Any] | None = None,
+    channels: int = 1,
 ) -> tuple[torch.nn.Module, Any]:
-    """Our model and its train step; `ablation` names an `ABLATION_OVERRIDES` entry, `overrides` adds fields."""
+    """Our model and its train step; `ablation` names an `ABLATION_OVERRIDES` entry, `overrides` adds fields;
+    `channels` values per token (1 = scalar tokens)."""
     shape, variant = _shape(shape), _variant(variant)
     if ablation not in ABLATION_OVERRIDES:
         raise ValueError(f"unknown ablation {ablation!r}; choose from {list(ABLATION_OVERRIDES)}")
     torch.manual_seed(seed)
     config = our_config(shape, max_freq, {**ABLATION_OVERRIDES[ablation], **(overrides or {})})
-    model = PerceiverIO(config, 1, tuple(grid)).to(variant.device)
+    model = PerceiverIO(config, channels, tuple(grid)).to(variant.device)
     if ablation == "math_sdpa_cross_only":
         model.encoder.first_cross_attend.backend = "math"
-    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed)
+    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed, channels)
     return model, make_train_step(model, model, tokens, targets, variant)
 
 
 def build_theirs(
     grid: list[int], batch: int, shape: dict[str, Any] | ModelShape, variant: dict[str, Any] | Variant,
-    max_freq: float, seed: int = 0, cross_dim_head: int | None = None,
+    max_freq: float, seed: int = 0, cross_dim_head: int | None = None, channels: int = 1, depth: int = 1,
 ) -> tuple[torch.nn.Module, Any]:
     """perceiver-pytorch's Perceiver and its train step; `cross_dim_head` None = latent width / cross_heads
-    (matched to our default), otherwise their per-head cross-attention width (their own default is 64)."""
+    (matched to our default), otherwise their per-head cross-attention width (their own default is 64);
+    `depth` cross-attends (each followed by the latent layers)."""
     from perceiver_pytorch import Perceiver
 
     shape, variant = _shape(shape), _variant(variant)
     torch.manual_seed(seed)
     model = Perceiver(
         num_freq_bands=shape.num_bands,
-        depth=1,
+        depth=depth,
         max_freq=float(max_freq),
-        input_channels=1,
+        input_channels=channels,
         input_axis=len(grid),
         num_latents=shape.num_latents,
         latent_dim=shape.latent_channels,
@@ -142,8 +152,8 @@ def build_theirs(
         num_classes=shape.output_steps * shape.output_channels,
         self_per_cross_attn=shape.self_layers,
     ).to(variant.device)
-    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed)
-    tokens = tokens.reshape(batch, *grid, 1)  # their channels-last layout: [B, *axes, C]
+    tokens, targets = _data(tuple(grid), batch, shape, variant.device, seed, channels)
+    tokens = tokens.reshape(batch, *grid, channels)  # their channels-last layout: [B, *axes, C]
     return model, make_train_step(model, model, tokens, targets, variant)
 
 
@@ -185,83 +195,112 @@ class Case:
     our_overrides: dict[str, Any] = field(default_factory=dict)
     their_cross_dim_head: int | None = None
     memory: bool = True
+    channels: int = 1
+    their_depth: int = 1
 
 
 def _cross_width(shape: ModelShape, overrides: dict[str, Any]) -> int:
     return overrides.get("cross_attention_channels") or shape.latent_channels
 
 
+SIDES = ("ours", "ours_materialised", "theirs")
+
+
 def run_case(
     case: Case, mode: Mode, variant: Variant, threads: int, measure_memory: bool, profile: bool = False,
     memory_cache: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    shape, grid = mode.model, case.grid
-    ours, our_step = build_ours(list(grid), mode.batch, shape, variant, case.max_freq, overrides=case.our_overrides)
+    shape, grid, c = mode.model, case.grid, case.channels
+    materialised = {**case.our_overrides, "input_attention": "materialised"}
+    ours, our_step = build_ours(list(grid), mode.batch, shape, variant, case.max_freq, overrides=case.our_overrides,
+                                channels=c)
+    absorbed = ours.encoder.absorbed
+    token_width = ours.encoder.token_width
+    params_ours = parameter_count(ours)
+    del ours
+    _, materialised_step = build_ours(list(grid), mode.batch, shape, variant, case.max_freq, overrides=materialised,
+                                      channels=c)
     theirs, their_step = build_theirs(
-        list(grid), mode.batch, shape, variant, case.max_freq, cross_dim_head=case.their_cross_dim_head
+        list(grid), mode.batch, shape, variant, case.max_freq, cross_dim_head=case.their_cross_dim_head, channels=c,
+        depth=case.their_depth,
     )
-    times = time_alternating({"ours": our_step, "theirs": their_step}, mode.warmup, mode.reps, variant.device)
-    our_time, their_time = median(times["ours"]), median(times["theirs"])
+    params_theirs = parameter_count(theirs)
+    del theirs
+    steps = {"ours": our_step, "ours_materialised": materialised_step, "theirs": their_step}
+    times = time_alternating(steps, mode.warmup, mode.reps, variant.device)
+    step_s = {side: median(times[side]) for side in SIDES}
     tokens = math.prod(grid)
     position_channels = len(grid) * (2 * shape.num_bands + 1)
+    cross_heads = case.our_overrides.get("cross_heads", shape.cross_heads)
+    flop_shape = ModelShape(**{**shape.__dict__, "cross_heads": cross_heads})
     our_cross = _cross_width(shape, case.our_overrides)
     their_cross = (
-        shape.latent_channels if case.their_cross_dim_head is None else case.their_cross_dim_head * shape.cross_heads
+        shape.latent_channels if case.their_cross_dim_head is None else case.their_cross_dim_head * cross_heads
     )
-    our_flops = perceiver_forward_flops(shape, tokens, 1, position_channels, mode.batch, cross_width=our_cross)["total"]
-    their_flops = perceiver_pytorch_forward_flops(
-        shape, tokens, 1, position_channels, mode.batch, cross_width=their_cross
+    repeats = case.our_overrides.get("num_cross_attends", 1)
+    our_flops = perceiver_forward_flops(flop_shape, tokens, c, position_channels, mode.batch, cross_width=our_cross,
+                                        absorbed=absorbed, num_cross_attends=repeats)["total"]
+    materialised_flops = perceiver_forward_flops(flop_shape, tokens, c, position_channels, mode.batch,
+                                                 cross_width=our_cross, absorbed=False,
+                                                 num_cross_attends=repeats)["total"]
+    their_flops = case.their_depth * perceiver_pytorch_forward_flops(
+        flop_shape, tokens, c, position_channels, mode.batch, cross_width=their_cross
     )["total"]
     result: dict[str, Any] = {
         "case": case.name,
         "label": case.label,
         "grid": list(grid),
         "tokens": tokens,
+        "token_channels": c,
         "position_channels": position_channels,
+        "token_width": token_width,
+        "absorbed_as_shipped": absorbed,
         "our_overrides": dict(case.our_overrides),
+        "cross_heads": cross_heads,
         "cross_width_ours": our_cross,
         "cross_width_theirs": their_cross,
-        "params_ours": parameter_count(ours),
-        "params_theirs": parameter_count(theirs),
-        "step_s_ours": our_time,
-        "step_s_theirs": their_time,
-        "step_s_all_ours": times["ours"],
-        "step_s_all_theirs": times["theirs"],
-        "spread_ours": spread(times["ours"]),
-        "spread_theirs": spread(times["theirs"]),
-        "samples_per_s_ours": mode.batch / our_time,
-        "samples_per_s_theirs": mode.batch / their_time,
-        "throughput_ratio": their_time / our_time,
+        "params_ours": params_ours,
+        "params_theirs": params_theirs,
+        "throughput_ratio": step_s["theirs"] / step_s["ours"],
+        "throughput_ratio_materialised": step_s["theirs"] / step_s["ours_materialised"],
+        "speedup_over_materialised": step_s["ours_materialised"] / step_s["ours"],
         "train_flops_ours": 3 * our_flops,
+        "train_flops_ours_materialised": 3 * materialised_flops,
         "train_flops_theirs": 3 * their_flops,
         "flop_ratio_theirs_over_ours": their_flops / our_flops,
     }
+    for side in SIDES:
+        result[f"step_s_{side}"] = step_s[side]
+        result[f"step_s_all_{side}"] = times[side]
+        result[f"spread_{side}"] = spread(times[side])
+        result[f"samples_per_s_{side}"] = mode.batch / step_s[side]
     if profile and variant.device == "cpu" and not variant.compile:
         result["top_ops_ours"] = _profile_top_ops(our_step)
         result["top_ops_theirs"] = _profile_top_ops(their_step)
-    del ours, theirs, our_step, their_step
+    del our_step, materialised_step, their_step, steps
     if measure_memory:
         module = "benchmarks.bench_vs_perceiver_pytorch"
         common = {"grid": list(grid), "batch": mode.batch, "shape": shape.__dict__, "variant": variant.__dict__,
-                  "max_freq": case.max_freq}
+                  "max_freq": case.max_freq, "channels": c}
         requests = (
             ("build_ours_step", {**common, "overrides": dict(case.our_overrides)}),
-            ("build_theirs_step", {**common, "cross_dim_head": case.their_cross_dim_head}),
+            ("build_ours_step", {**common, "overrides": materialised}),
+            ("build_theirs_step", {**common, "cross_dim_head": case.their_cross_dim_head, "depth": case.their_depth}),
         )
         cache = {} if memory_cache is None else memory_cache
-        peaks = []
-        for builder, kwargs in requests:
+        peaks = {}
+        for side, (builder, kwargs) in zip(SIDES, requests):
             # The same model in the same setting needs the same memory: rows that share one side measure it once.
             key = json.dumps([builder, kwargs], sort_keys=True)
             if key not in cache:
                 cache[key] = measure_step_memory(f"{module}:{builder}", kwargs, mode.memory_steps, threads,
                                                  mode.mmap_threshold)
-            peaks.append(cache[key])
-        ours_peak, theirs_peak = peaks
-        result.update(
-            peak_step_mib_ours=mib(ours_peak),
-            peak_step_mib_theirs=mib(theirs_peak),
-            peak_memory_ratio=ours_peak / theirs_peak if theirs_peak > 0 else float("nan"),
+            peaks[side] = cache[key]
+            result[f"peak_step_mib_{side}"] = mib(peaks[side])
+        theirs_peak = peaks["theirs"]
+        result["peak_memory_ratio"] = peaks["ours"] / theirs_peak if theirs_peak > 0 else float("nan")
+        result["peak_memory_ratio_materialised"] = (
+            peaks["ours_materialised"] / theirs_peak if theirs_peak > 0 else float("nan")
         )
     return result
 
@@ -301,7 +340,9 @@ def run_ablations(
 # Perceiver-pytorch's own default per-head cross-attention width (`cross_dim_head=64`, 1 cross head).
 THEIR_DEFAULT_CROSS_DIM_HEAD = 64
 NARROW_CROSS = 64  # the narrow cross width of the rows that compare at it (= theirs by default)
-MEMORY_CHUNK = 4  # examples per checkpointed chunk in the memory-saving opt-in row
+
+
+PATCH = 4  # the patch rows: 4×4×3 patches of the frame, c = 48 values per token
 
 
 def cases_for(mode: Mode) -> list[Case]:
@@ -310,19 +351,28 @@ def cases_for(mode: Mode) -> list[Case]:
     seed, frame = (tokens,), (1, h, w, c)
     narrow = {"cross_attention_channels": NARROW_CROSS}
     width = mode.model.latent_channels
-    return [
-        Case("seed: [B, N, 1], 1-axis grid", f"matched, cross width {width} (as shipped)", seed, float(tokens)),
-        Case(f"frame grid (1, {h}, {w}, {c}), 4 axes", f"matched, cross width {width} (as shipped)", frame,
-             float(max(h, w)), memory=mode.secondary_memory),
+    secondary = mode.secondary_memory
+    cases = [
+        Case("seed: [B, N, 1], 1-axis grid", f"matched, 1 cross head × {width} (as shipped)", seed, float(tokens)),
+        Case(f"frame grid (1, {h}, {w}, {c}), 4 axes", f"matched, 1 cross head × {width} (as shipped)", frame,
+             float(max(h, w)), memory=secondary),
+    ]
+    for heads in (4, 8):
+        cases.append(Case("seed: [B, N, 1], 1-axis grid", f"matched, {heads} cross heads × {width // heads}", seed,
+                          float(tokens), {"cross_heads": heads}, width // heads, memory=False))
+    cases += [
         Case("seed: [B, N, 1], 1-axis grid", f"matched, cross width {NARROW_CROSS} on both (opt-in for ours)", seed,
-             float(tokens), narrow, NARROW_CROSS),
-        Case("seed: [B, N, 1], 1-axis grid",
-             f"matched, cross width {NARROW_CROSS} on both, ours + cross_attend_chunk={MEMORY_CHUNK} (opt-in)", seed,
-             float(tokens), {**narrow, "cross_attend_chunk": MEMORY_CHUNK}, NARROW_CROSS),
+             float(tokens), narrow, NARROW_CROSS, memory=False),
+        Case(f"patches {PATCH}×{PATCH}×{c} of the frame: ({h // PATCH}, {w // PATCH}) grid, c = {PATCH * PATCH * c}",
+             f"matched, 1 cross head × {width}", (h // PATCH, w // PATCH), float(max(h, w) // PATCH),
+             memory=False, channels=PATCH * PATCH * c),
+        Case("seed: [B, N, 1], 1-axis grid", "matched, 2 cross-attends (ours shares the repeat; theirs depth=2)",
+             seed, float(tokens), {"num_cross_attends": 2}, memory=False, their_depth=2),
         Case("seed: [B, N, 1], 1-axis grid",
              f"NOT matched: each library's defaults (ours cross width {width}, theirs cross_dim_head="
-             f"{THEIR_DEFAULT_CROSS_DIM_HEAD})", seed, float(tokens), {}, THEIR_DEFAULT_CROSS_DIM_HEAD),
+             f"{THEIR_DEFAULT_CROSS_DIM_HEAD})", seed, float(tokens), {}, THEIR_DEFAULT_CROSS_DIM_HEAD, memory=False),
     ]
+    return cases
 
 
 def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = True) -> dict[str, Any]:
@@ -335,17 +385,18 @@ def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = T
     rows = []
     for r in results:
         rows.append([
-            r["case"], r["label"], r["params_ours"], r["params_theirs"], r["samples_per_s_ours"],
-            r["samples_per_s_theirs"], r["throughput_ratio"], r["flop_ratio_theirs_over_ours"],
-            r.get("peak_step_mib_ours", float("nan")), r.get("peak_step_mib_theirs", float("nan")),
-            r.get("peak_memory_ratio", float("nan")),
+            r["case"], r["label"], r["token_width"], "absorbed" if r["absorbed_as_shipped"] else "materialised",
+            r["samples_per_s_ours"], r["samples_per_s_ours_materialised"], r["samples_per_s_theirs"],
+            r["throughput_ratio"], r["throughput_ratio_materialised"], r["flop_ratio_theirs_over_ours"],
+            r.get("peak_step_mib_ours", float("nan")), r.get("peak_step_mib_ours_materialised", float("nan")),
+            r.get("peak_step_mib_theirs", float("nan")), r.get("peak_memory_ratio", float("nan")),
         ])
     print(f"\n## Train step vs perceiver_pytorch.Perceiver ({variant.label}, batch {mode.batch}, {mode.tokens} "
-          f"tokens, {mode.warmup} warm-up + {mode.reps} alternating reps, median)")
+          f"tokens unless said, {mode.warmup} warm-up + {mode.reps} alternating reps of the three sides, median)")
     print(format_table(
-        ["input", "configuration", "params ours", "params theirs", "samples/s ours", "samples/s theirs",
-         "speed ratio (ours/theirs)", "FLOP ratio (theirs/ours)", "peak MiB ours", "peak MiB theirs",
-         "memory ratio (ours/theirs)"],
+        ["input", "configuration", "F = c + P", "ours as shipped", "samples/s ours", "samples/s ours materialised",
+         "samples/s theirs", "speed ratio (ours/theirs)", "materialised/theirs", "FLOP ratio (theirs/ours)",
+         "peak MiB ours", "peak MiB materialised", "peak MiB theirs", "memory ratio (ours/theirs)"],
         rows,
     ))
     for r in results:
@@ -360,6 +411,7 @@ def run(mode: Mode, variant: Variant, threads: int = 2, measure_memory: bool = T
         "cases": results,
         "throughput_ratio": primary["throughput_ratio"],
         "peak_memory_ratio": primary.get("peak_memory_ratio", float("nan")),
+        "throughput_ratio_frame_grid": results[1]["throughput_ratio"],
     }
 
 

@@ -119,14 +119,14 @@ class Mode:
 MODES: dict[str, Mode] = {
     "full": Mode(
         name="full", model=ModelShape(), batch=16, frame=(64, 64, 3),
-        scaling_tokens=(3072, 6144, 12288, 24576, 49152), scaling_reps=4, warmup=2, reps=6, memory_steps=3,
+        scaling_tokens=(3072, 6144, 12288, 24576, 49152, 98304), scaling_reps=4, warmup=2, reps=6, memory_steps=3,
         view_reps=20,
         sim_episodes=8, sim_steps=50, pipeline_episodes=8, pipeline_batches=40, matmul_size=4096, matmul_reps=5,
         profile=True, secondary_memory=True, mmap_threshold=65536,
     ),
     "quick": Mode(
         name="quick", model=ModelShape(), batch=16, frame=(64, 64, 3),
-        scaling_tokens=(3072, 6144, 12288, 24576, 49152), scaling_reps=2, warmup=1, reps=3, memory_steps=2,
+        scaling_tokens=(3072, 6144, 12288, 24576, 49152, 98304), scaling_reps=2, warmup=1, reps=3, memory_steps=2,
         view_reps=10,
         sim_episodes=4, sim_steps=50, pipeline_episodes=4, pipeline_batches=12, matmul_size=2048, matmul_reps=5,
         profile=True, secondary_memory=True, mmap_threshold=65536,
@@ -134,7 +134,7 @@ MODES: dict[str, Mode] = {
     "smoke": Mode(
         name="smoke",
         model=ModelShape(num_latents=8, latent_channels=32, self_heads=2, self_layers=1, num_bands=4),
-        batch=2, frame=(8, 8, 3), scaling_tokens=(96, 192, 384, 768), scaling_reps=2, warmup=1, reps=2,
+        batch=2, frame=(8, 8, 3), scaling_tokens=(96, 192, 384, 768, 1536), scaling_reps=2, warmup=1, reps=2,
         memory_steps=1, view_reps=3, sim_episodes=2, sim_steps=12, pipeline_episodes=2, pipeline_batches=3,
         matmul_size=256, matmul_reps=2, profile=False, secondary_memory=False, mmap_threshold=4096,
     ),
