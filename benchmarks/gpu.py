@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--time-limit", type=float, default=420.0, help="seconds; later rows are skipped")
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    parser.add_argument("--compile-on-cpu", action="store_true", help="also the torch.compile rows on CPU")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {info.get('gpu_name', info['cpu_model'])}, torch {info['torch_version']}, mode {mode.name}, "
           f"batch {mode.batch}")
     rows, skipped = [], []
-    precisions = [p for p in PRECISIONS if device == "cuda" or p != "bf16+compile" or mode.name == "smoke"]
+    # On CPU (the smoke test) compiling takes minutes on shared cores; --compile-on-cpu includes it anyway.
+    precisions = [p for p in PRECISIONS if device == "cuda" or p != "bf16+compile" or args.compile_on_cpu]
     for tokens in (mode.tokens, LARGEST_TOKENS[mode.name]):
         for path in PATHS:
             for precision in precisions:

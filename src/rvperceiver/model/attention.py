@@ -5,6 +5,9 @@ project back and add to the query; then normalise, MLP (Linear → GELU → Line
 Attention itself always goes through `F.scaled_dot_product_attention`, so the `[B, heads, queries, keys]` weight
 array is never built in the forward pass (PyTorch picks a fused kernel where one exists). `attention_weights`
 builds it explicitly, for plots and for testing the fused path against the textbook formula.
+
+`absorbed_attention` is the same multi-head attention for a context whose keys and values are affine maps of
+narrow tokens (the encoder's input): it attends in the tokens' width and never builds keys or values.
 """
 
 from __future__ import annotations
@@ -170,18 +173,18 @@ def absorbed_attention(
     if padded > width:
         queries = F.pad(queries, (0, padded - width))
     with _only_backend(backend, q.device):
-        mixed = F.scaled_dot_product_attention(
+        attended = F.scaled_dot_product_attention(
             queries.unsqueeze(1),
             tokens.unsqueeze(1),
             tokens.unsqueeze(1),
             dropout_p=dropout_p,
             scale=1.0 / math.sqrt(head_width),
         )
-    mixed = mixed.view(batch, heads, -1, padded)  # [B, H, L, padded]: per head, the attended token
-    per_head_weight = value_weight.to(mixed.dtype).view(heads, head_width, width)
-    out = torch.matmul(mixed[..., :width], per_head_weight.transpose(1, 2))  # [B, H, L, d]
-    bias = value_bias.to(mixed.dtype).view(heads, 1, head_width)
-    out = out + (bias * mixed[..., width : width + 1] if with_mass else bias)
+    attended = attended.view(batch, heads, -1, padded)  # [B, H, L, padded]: per head, a weighted mean token
+    per_head_weight = value_weight.to(attended.dtype).view(heads, head_width, width)
+    out = torch.matmul(attended[..., :width], per_head_weight.transpose(1, 2))  # [B, H, L, d]
+    bias = value_bias.to(attended.dtype).view(heads, 1, head_width)
+    out = out + (bias * attended[..., width : width + 1] if with_mass else bias)
     return merge_heads(out)
 
 
