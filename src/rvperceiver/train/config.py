@@ -117,9 +117,7 @@ class TrainConfig:
     ``<out_dir>/checkpoints/<step>/`` (the newest ``keep_last`` are kept, and with ``keep_best`` also the one of
     lowest validation loss, pointed to by ``checkpoints/best``); a log line every ``log_every`` steps.
     ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
-    applied on CUDA only; ``amp_cpu`` = bf16 autocast on CPU (off by default, so CPU runs stay float32 and
-    bit-reproducible; CPUs with AMX-BF16 run the step faster, see BENCHMARKS.md). Either way the views' transforms
-    and statistics, LayerNorm statistics and the loss stay float32. ``compile`` = ``torch.compile`` the model.
+    applied on CUDA only (CPU runs stay float32 and bit-reproducible). ``compile`` = ``torch.compile`` the model.
     ``out_dir`` holds metrics.jsonl, TensorBoard events and the checkpoint ("" = write nothing).
     ``view_choice``: ``fixed`` trains with ``policy.view`` as written; ``adaptive`` lets the seed's rule pick raw or
     Fourier from the training split's statistics (keeping ``policy.view.token_mode``) and records the choice.
@@ -140,7 +138,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-    amp_cpu: bool = False
     compile: bool = False
     num_workers: int = 0
     out_dir: str = "runs/default"

@@ -62,7 +62,7 @@ def evaluate(
 
 
 def autocast_for(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp`` is on, on CPU when ``amp_cpu`` is on; otherwise float32."""
-    if (config.amp and device.type == "cuda") or (config.amp_cpu and device.type == "cpu"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 autocast on CUDA when ``amp`` is on; CPU runs stay float32 (and bit-reproducible)."""
+    if config.amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
