@@ -134,7 +134,7 @@ MODES: dict[str, Mode] = {
     "smoke": Mode(
         name="smoke",
         model=ModelShape(num_latents=8, latent_channels=32, self_heads=2, self_layers=1, num_bands=4),
-        batch=2, frame=(8, 8, 3), scaling_tokens=(96, 192, 384, 768, 1536), scaling_reps=2, warmup=1, reps=2,
+        batch=2, frame=(8, 8, 3), scaling_tokens=(96, 192, 384, 768), scaling_reps=2, warmup=1, reps=2,
         memory_steps=1, view_reps=3, sim_episodes=2, sim_steps=12, pipeline_episodes=2, pipeline_batches=3,
         matmul_size=256, matmul_reps=2, profile=False, secondary_memory=False, mmap_threshold=4096,
     ),

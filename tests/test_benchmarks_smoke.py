@@ -36,7 +36,7 @@ def test_smoke_run_writes_finite_headline_numbers(tmp_path: Path) -> None:
     # One thread: tiny ops on two oversubscribed threads spend most of their time in OpenMP barriers.
     completed = subprocess.run(
         [sys.executable, "benchmarks/run.py", "--smoke", "--device", "cpu", "--threads", "1", "--out", str(out)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(out.read_text())
