@@ -19,6 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 HEADLINE_KEYS = (
     "throughput_ratio_vs_perceiver_pytorch",
     "peak_memory_ratio_vs_perceiver_pytorch",
+    "throughput_ratio_frame_grid_vs_perceiver_pytorch",
+    "speedup_absorbed_over_materialised",
     "step_time_ratio_49k_over_12k",
     "preprocess_share_of_step",
     "loader_over_model_rate",
