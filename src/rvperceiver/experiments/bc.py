@@ -278,6 +278,7 @@ def _closed_loop(
     target_render_scale: float,
     references: bool,
     strip: Path | None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     from rvperceiver.sim.evaluate import closed_loop_eval
 
@@ -295,6 +296,7 @@ def _closed_loop(
         target_render_scale=target_render_scale,
         save_strip=strip,
         strip_episodes=profile.strip_episodes,
+        progress=progress,
     )
 
 
@@ -371,7 +373,7 @@ def run_bc_study(
     # 2. The adaptive rule's choice, on the training split only (as `view_choice: adaptive` does in training).
     log("adaptive view choice on the training split")
     choice_start = time.perf_counter()
-    choice = choose_view_for_windows(windows.train, "scalar", 4)
+    choice = choose_view_for_windows(windows.train, "scalar", 4, progress=progress)
     adaptive = {
         "chosen": choice.chosen,
         "statistics": choice.statistics,
@@ -389,7 +391,7 @@ def run_bc_study(
     # 3. References: the mean-trajectory predictor (as the "policy"), the expert and the oracle, on the eval seeds.
     log("closed loop: mean-trajectory predictor, expert, oracle")
     mean_traj = mean_target_trajectory(list(windows.train.episodes), prof.t_obs, prof.t_pred)
-    reference = _closed_loop(constant_policy_fn(mean_traj), prof, train_seeds, render_scale, True, None)
+    reference = _closed_loop(constant_policy_fn(mean_traj), prof, train_seeds, render_scale, True, None, progress)
     test_targets = torch.as_tensor(test_set.targets_array(), dtype=torch.float32)
     valid_targets = torch.as_tensor(windows.valid.targets_array(), dtype=torch.float32) if windows.valid else None
     mean_pred = torch.as_tensor(mean_traj, dtype=torch.float32)
@@ -445,7 +447,7 @@ def run_bc_study(
             valid_metrics = evaluate(policy, windows.valid, dataclasses.replace(config, eval_batches=0))
             test_scores = _offline_scores(policy, test_set, prof.batch_size)
             strip = strips / f"{model}_seed{seed}.png" if seed == run_seeds[0] else None
-            closed = _closed_loop(policy, prof, train_seeds, render_scale, False, strip)
+            closed = _closed_loop(policy, prof, train_seeds, render_scale, False, strip, progress)
             losses = result.train_losses
             runs.append(
                 {
