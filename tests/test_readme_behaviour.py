@@ -138,3 +138,16 @@ def test_same_machine_same_threads_is_bit_for_bit(data: Path, tmp_path: Path) ->
         weights.append(load_file(tmp_path / name / "checkpoints" / "last" / "pretrained_model" / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_every_config_the_readme_names_loads_and_can_run_its_schedule() -> None:
+    from rvperceiver.train.config import check_schedule, load_config
+
+    names = sorted(set(re.findall(r"configs/([a-z_]+\.yaml)", README)))
+    assert "reacher_cpu.yaml" in names and "reacher_spectral.yaml" in names
+    for name in names:
+        config = load_config(ROOT / "configs" / name)
+        check_schedule(config)  # the schedule and evaluation cadence fit within steps
+    says("**`configs/reacher_cpu.yaml`, sized for 2 CPU cores**")
+    cpu = load_config(ROOT / "configs" / "reacher_cpu.yaml")
+    assert cpu.policy.backbone == "cnn" and cpu.steps == 2000 and cpu.torch_threads == 1

@@ -89,6 +89,8 @@ def test_wrong_type_names_key_expected_type_and_value(tmp_path: Path) -> None:
         ("optim.name=sgd", r"optim\.name must be one of \['adam', 'adamw'\]"),
         ("device=gpu", "device must be auto, cpu"),
         ("data.t_obs=0", r"data\.t_obs must be a positive integer"),
+        ("torch_threads=0", r"torch_threads must be null or an integer >= 1"),
+        ("data.valid_episodes=[1.5]", r"data\.valid_episodes must be a list of an integer or a string or null"),
     ],
 )
 def test_out_of_range_values(override: str, message: str) -> None:

@@ -292,9 +292,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 _TRAIN_EPILOG = """examples:
-  rvperceiver train --config configs/reacher_cnn.yaml data.path=data/reacher_64.hdf5 --out runs/cnn
-  rvperceiver train --config configs/reacher_cnn.yaml steps=200 optim.lr=1e-3 --out runs/try
-  rvperceiver train --show-config --config configs/reacher_cnn.yaml      # every key, resolved, as YAML
+  rvperceiver train --config configs/reacher_cpu.yaml --out runs/reacher_cpu
+  rvperceiver train --config configs/reacher_cpu.yaml steps=200 optim.lr=1e-3 --out runs/try
+  rvperceiver train --show-config --config configs/reacher_cpu.yaml      # every key, resolved, as YAML
 
 A non-empty --out is refused unless --resume (continue it) or --overwrite (delete the old run's outputs first).
 The run directory gets checkpoints/<step>/ (last, best), metrics.jsonl, learning_curve.png, tensorboard/ (tensorboard --logdir DIR),

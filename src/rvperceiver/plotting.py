@@ -165,7 +165,7 @@ def plot_rollout_strip(
         )
     figure.suptitle(
         f"closed-loop rollouts: yellow circle = target ({1000 * success_radius:g} mm success radius), "
-        "cyan × = the policy's predicted setpoint from that frame",
+        "cyan × = the setpoint the policy gave the controller at that step",
         fontsize=9,
     )
     figure.tight_layout()

@@ -119,6 +119,8 @@ class TrainConfig:
     ``device``: auto (CUDA when available), cpu, cuda or cuda:N. ``amp`` = bf16 autocast,
     applied on CUDA only (CPU runs stay float32 and bit-reproducible). ``compile`` = ``torch.compile`` the model.
     ``out_dir`` holds metrics.jsonl, TensorBoard events and the checkpoint ("" = write nothing).
+    ``torch_threads``: CPU threads for torch (null = torch's default, one per core); on cores shared with other
+    jobs one thread can be several times faster than two, because two threads wait on each other at every op.
     ``view_choice``: ``fixed`` trains with ``policy.view`` as written; ``adaptive`` lets the seed's rule pick raw or
     Fourier from the training split's statistics (keeping ``policy.view.token_mode``) and records the choice.
     """
@@ -140,6 +142,7 @@ class TrainConfig:
     amp: bool = True
     compile: bool = False
     num_workers: int = 0
+    torch_threads: int | None = None
     out_dir: str = "runs/default"
     tensorboard: bool = True
     view_choice: Literal["fixed", "adaptive"] = "fixed"
@@ -150,6 +153,10 @@ class TrainConfig:
         _require(self.keep_last >= 1, "keep_last", "a positive integer (how many step checkpoints to keep)", self.keep_last)
         _require(self.eval_batches >= 0, "eval_batches", "an integer >= 0 (0 = all)", self.eval_batches)
         _require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        _require(
+            self.torch_threads is None or self.torch_threads >= 1, "torch_threads", "null or an integer >= 1",
+            self.torch_threads,
+        )
         _require(
             isinstance(self.device, str) and bool(_DEVICE_PATTERN.match(self.device)),
             "device",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sized
@@ -314,6 +315,8 @@ def _train(
     checkpoint_dir = out / CHECKPOINT_DIRNAME if out is not None else None
 
     # 1-2. Seed, then build the policy (its initial weights are a function of the seed).
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
     seed_everything(config.seed)
     input_shape, target_shape, state_shape = _example_shapes(train_set)
     if policy is None:
@@ -449,7 +452,8 @@ def _train(
                         if progress:
                             bar.write(
                                 f"step {done}: val loss {metrics.loss:.4g}  nmse {metrics.nmse:.3f}  "
-                                f"spread {metrics.spread:.3f}  rmse {metrics.rmse_m * 1000:.1f} mm  [{metrics.verdict}]"
+                                f"spread {metrics.spread:.3f}  rmse {metrics.rmse_m * 1000:.1f} mm  [{metrics.verdict}]",
+                                file=sys.stderr,  # beside the bar: stdout keeps the command's result
                             )
                         if metrics.verdict == "collapsed" and done > config.schedule.warmup_steps:
                             warnings.warn(

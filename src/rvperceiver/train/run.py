@@ -231,6 +231,8 @@ def _checkpoint_windows(
 ) -> tuple[torch.nn.Module, TrainConfig, WindowDataset]:
     """Load a checkpoint and the windows of ``data`` cut with the checkpoint's own horizons and split."""
     policy, config = load_policy(checkpoint, device=device)
+    if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
+        torch.set_num_threads(config.torch_threads)
     image_key = image_key if image_key is not None else config.data.image_key
     ee_key = ee_key if ee_key is not None else config.data.ee_key
     if split == "all":  # every episode: no split to make, so a file with odd or empty masks is fine too
@@ -485,6 +487,8 @@ def simulate_checkpoint(
     from rvperceiver.sim.generate import training_seed_range
 
     policy, config = load_policy(checkpoint, device=device)
+    if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
+        torch.set_num_threads(config.torch_threads)
     training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key)
     env_args = training.meta.get("env_args") or {}
     if "rvperceiver" not in env_args:
