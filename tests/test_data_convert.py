@@ -162,7 +162,7 @@ def test_missing_key(reacher: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "image key 'wrist_image' not found" in message and "agentview_image" in message
     if FIXTURE.is_dir():
         message = refused(capsys, "--data", FIXTURE, "--to", "robomimic", "--out", tmp_path / "o.hdf5", "--ee-key", "observation.eef")
-        assert "ee key 'observation.eef' not found" in message and "observation.state" in message
+        assert "target key 'observation.eef' not found" in message and "observation.state" in message
     assert list(tmp_path.iterdir()) == []
 
 

@@ -195,7 +195,7 @@ def test_missing_key_lists_features(tmp_path: Path, episodes: list[Episode]) -> 
         read_lerobot(root, image_key="observation.images.wrist")
     message = str(info.value)
     assert "info.json" in message and IMAGE in message and "observation.state" in message and "action" in message
-    with pytest.raises(DataError, match="ee key 'observation.eef' not found"):
+    with pytest.raises(DataError, match="target key 'observation.eef' not found"):
         read_lerobot(root, ee_key="observation.eef")
 
 

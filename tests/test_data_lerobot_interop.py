@@ -46,3 +46,28 @@ def test_splits_without_valid_fall_back_to_an_episode_split() -> None:
     assert len(windows.valid_episodes) == 1 and len(windows.train_episodes) == 3
     assert set(windows.train_episodes) | set(windows.valid_episodes) == set(episodes.names)
     assert len(windows.train) == 3 * (50 - 10 + 1) and windows.train.frame_shape == (2, 64, 64, 3)
+
+
+@pytest.mark.filterwarnings("ignore::rvperceiver.train.loop.CollapseWarning")
+def test_a_lerobot_user_trains_on_action_streaming_the_video(tmp_path: Path) -> None:
+    import torch
+
+    from rvperceiver.model import Policy
+    from rvperceiver.train.config import load_config
+    from rvperceiver.train.run import evaluate_checkpoint, train_from_config
+
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml",
+        [f"data.path={FIXTURE}", "data.target_key=action", "data.streaming=true", "data.valid_fraction=0.25",
+         "data.stats_cache=false", "steps=2", "eval_every=2", "checkpoint_every=2", "policy.backbone=cnn",
+         "policy.view.transform=identity", "policy.view.pre_norm=zscore", "policy.view.post_norm=none",
+         f"out_dir={tmp_path / 'run'}"],
+    )
+    result = train_from_config(config, progress=False)
+    assert result.policy.target_shape == (4, 2)  # LeRobot's 2-torque action, not the state
+    metrics = evaluate_checkpoint(tmp_path / "run", FIXTURE, split="valid")
+    assert metrics["samples"] == 50 - 6 + 1
+    policy = Policy.from_pretrained(tmp_path / "run" / "checkpoints" / "last" / "pretrained_model")
+    policy.reset()
+    action = policy.select_action({"observation.image": np.zeros((64, 64, 3), np.uint8)})
+    assert action.shape == (2,) and bool(torch.isfinite(action).all())

@@ -128,7 +128,7 @@ def test_missing_key_lists_obs_keys(tmp_path: Path, episodes: list[Episode]) -> 
         read_robomimic(path, image_key="robot0_eye_in_hand_image")
     message = str(info.value)
     assert "data/demo_0/obs" in message and "agentview_image" in message and "robot0_joint_pos" in message
-    with pytest.raises(DataError, match="ee key 'eef' not found"):
+    with pytest.raises(DataError, match="target key 'eef' not found"):
         read_robomimic(path, ee_key="eef")
 
 
@@ -193,8 +193,8 @@ def test_non_finite_ee_and_width_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"demo_1.*width 2"):
         read_robomimic(path)
     path = tmp_path / "flat.hdf5"
-    write_raw(path, {"demo_0": {"agentview_image": frames, "robot0_eef_pos": np.zeros(4)}})
-    with pytest.raises(DataError, match=r"robot0_eef_pos.*\(4,\)"):
+    write_raw(path, {"demo_0": {"agentview_image": frames, "robot0_eef_pos": np.zeros((4, 3, 2))}})
+    with pytest.raises(DataError, match=r"robot0_eef_pos.*\(4, 3, 2\)"):
         read_robomimic(path)
 
 

@@ -118,7 +118,7 @@ def test_missing_hdf5_key_names_it_and_lists_the_keys_present(capsys, data: Path
     assert "obs keys present: ['agentview_image', 'robot0_eef_pos']" in message
     message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "data.ee_key=eef", *QUIET,
                        "--out", tmp_path / "r")
-    assert "ee key 'eef' not found" in message and "'robot0_eef_pos'" in message
+    assert "target key 'eef' not found" in message and "'robot0_eef_pos'" in message
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as handle:
         handle["observations"] = np.zeros(3)
@@ -164,9 +164,9 @@ def test_end_effector_of_wrong_width_or_rank(capsys, tmp_path: Path, trained: Pa
     mixed = _raw_robomimic(tmp_path / "mixed.hdf5", [frames, frames], [np.zeros((12, 3)), np.zeros((12, 4))])
     message = _refused(capsys, "inspect", "--data", mixed)
     assert "episode 'demo_1' has width 4 but episode 'demo_0' has width 3" in message
-    flat = _raw_robomimic(tmp_path / "flat.hdf5", [frames], [np.zeros(12)])
-    message = _refused(capsys, "inspect", "--data", flat)
-    assert "ee key 'robot0_eef_pos': expected a real array of shape [L, D]" in message
+    cube = _raw_robomimic(tmp_path / "cube.hdf5", [frames], [np.zeros((12, 3, 2))])
+    message = _refused(capsys, "inspect", "--data", cube)
+    assert "target key 'robot0_eef_pos': expected a real array of shape [L, D]" in message
     wide = write_robomimic(tmp_path / "wide.hdf5", _episodes(width=4))
     message = _refused(capsys, "eval", "--checkpoint", trained, "--data", wide)
     assert "targets (4, 4)" in message and "expects frames (2, 8, 8, 3) and targets (4, 3)" in message

@@ -175,3 +175,17 @@ def test_absurd_learning_rate_is_a_config_error_not_an_optimizer_crash() -> None
 
     with pytest.raises(ConfigError, match=r"optim\.lr"):
         load_config(None, ["optim.lr=1e39"])
+
+
+def test_key_names_old_and_new_agree_or_fail_saying_which_to_keep() -> None:
+    old = load_config(None, ["data.image_key=agentview_image", "data.ee_key=robot0_eef_pos"])
+    assert old.data.image_keys == () and old.data.target_key is None  # old configs mean what they meant
+    new = load_config(None, ["data.image_keys=[agentview_image,wrist_image]", "data.target_key=action",
+                             "data.state_keys=[joint_pos]", "data.streaming=true"])
+    assert new.data.image_keys == ("agentview_image", "wrist_image") and new.data.target_key == "action"
+    same = load_config(None, ["data.image_key=a", "data.image_keys=[a]", "data.ee_key=x", "data.target_key=x"])
+    assert same.data.image_keys == ("a",)
+    with pytest.raises(ConfigError, match="data.image_key 'a' and data.image_keys \\['b'\\] disagree; give image_keys only"):
+        load_config(None, ["data.image_key=a", "data.image_keys=[b]"])
+    with pytest.raises(ConfigError, match="data.ee_key 'x' and data.target_key 'action' disagree; give target_key only"):
+        load_config(None, ["data.ee_key=x", "data.target_key=action"])

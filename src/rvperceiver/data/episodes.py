@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rvperceiver.data.lazy import LazyFrames
 from rvperceiver.errors import DataError
 
 __all__ = ["Episode", "EpisodeSet", "validate_episode", "check_consistent"]
@@ -22,8 +23,9 @@ __all__ = ["Episode", "EpisodeSet", "validate_episode", "check_consistent"]
 class Episode:
     """One demonstration.
 
-    ``frames`` is uint8 ``[L, H, W, C]`` (channels last), ``ee`` is float32 ``[L, D]`` (end-effector position per
-    frame), and ``extras`` holds any other per-step arrays the source had (actions, joint state, rewards, ...),
+    ``frames`` is uint8 ``[L, H, W, C]`` (channels last): a numpy array, or for a streaming read a
+    :class:`~rvperceiver.data.lazy.LazyFrames` that reads only the rows asked for; ``ee`` is float32 ``[L, D]``
+    (the target per frame: an end-effector position, an action, ...), and ``extras`` holds any other per-step arrays the source had (actions, joint state, rewards, ...),
     each with ``L`` rows.
     """
 
@@ -60,6 +62,16 @@ class EpisodeSet:
     ee_key: str
     splits: dict[str, list[str]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    image_keys: tuple[str, ...] = ()  # every camera, in order; ``image_key`` joins them with "+"
+
+    def __post_init__(self) -> None:
+        if not self.image_keys:
+            self.image_keys = (self.image_key,)
+
+    @property
+    def target_key(self) -> str:
+        """The key the targets were read from (``ee_key`` is its older name)."""
+        return self.ee_key
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -106,7 +118,7 @@ def validate_episode(
     """
     where = f"{source}: episode {episode.name!r}"
     frames = episode.frames
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
+    if not isinstance(frames, (np.ndarray, LazyFrames)) or frames.dtype != np.uint8 or frames.ndim != 4:
         shape = getattr(frames, "shape", None)
         dtype = getattr(frames, "dtype", type(frames).__name__)
         raise DataError(
@@ -125,22 +137,22 @@ def validate_episode(
         shape = getattr(ee, "shape", None)
         dtype = getattr(ee, "dtype", type(ee).__name__)
         raise DataError(
-            f"{where}, ee key {ee_key!r}: expected a real array of shape [L, D], got dtype {dtype} with "
+            f"{where}, target key {ee_key!r}: expected a real array of shape [L, D], got dtype {dtype} with "
             f"shape {shape}"
         )
     if np.iscomplexobj(ee):
-        raise DataError(f"{where}, ee key {ee_key!r}: expected real values, got dtype {ee.dtype}")
+        raise DataError(f"{where}, target key {ee_key!r}: expected real values, got dtype {ee.dtype}")
     if ee.shape[0] != frames.shape[0]:
         raise DataError(
             f"{where}: {frames.shape[0]} frames under {image_key!r} but {ee.shape[0]} rows under {ee_key!r}; "
             f"both must have one row per time step"
         )
     if ee.shape[1] == 0:
-        raise DataError(f"{where}, ee key {ee_key!r}: zero-width end-effector array {tuple(ee.shape)}")
+        raise DataError(f"{where}, target key {ee_key!r}: zero-width target array {tuple(ee.shape)}")
     if not np.all(np.isfinite(ee)):
         bad = np.argwhere(~np.isfinite(ee))[0]
         raise DataError(
-            f"{where}, ee key {ee_key!r}: contains NaN/Inf (first at step {int(bad[0])}, dim {int(bad[1])})"
+            f"{where}, target key {ee_key!r}: contains NaN/Inf (first at step {int(bad[0])}, dim {int(bad[1])})"
         )
     for key, value in episode.extras.items():
         if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != frames.shape[0]:
@@ -163,6 +175,6 @@ def check_consistent(episodes: Sequence[Episode], source: str = "<memory>", ee_k
     for episode in episodes[1:]:
         if episode.ee.shape[1] != first.ee.shape[1]:
             raise DataError(
-                f"{source}, ee key {ee_key!r}: episode {episode.name!r} has width {episode.ee.shape[1]} but "
+                f"{source}, target key {ee_key!r}: episode {episode.name!r} has width {episode.ee.shape[1]} but "
                 f"episode {first.name!r} has width {first.ee.shape[1]}; all episodes must agree"
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rvperceiver.data import lerobot, robomimic
@@ -41,16 +42,31 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def open_episodes(
-    path: str | os.PathLike[str], image_key: str | None = None, ee_key: str | None = None
+    path: str | os.PathLike[str],
+    image_key: str | None = None,
+    ee_key: str | None = None,
+    *,
+    image_keys: Sequence[str] | None = None,
+    target_key: str | None = None,
+    streaming: bool = False,
+    video_cache_bytes: int = 256 << 20,
 ) -> EpisodeSet:
-    """Read the dataset at ``path`` with the reader its format needs; ``None`` keys take the format's defaults."""
+    """Read the dataset at ``path`` with the reader its format needs; ``None`` keys take the format's defaults.
+
+    One naming scheme for both formats: ``image_keys`` (cameras, side by side), ``target_key`` (any numeric
+    per-step key: an end-effector position, ``action``/``actions``, ...); ``image_key``/``ee_key`` are their older
+    one-camera names. Keys are the dataset's own (robomimic ``obs/<key>`` or a demo-level dataset, LeRobot
+    features). ``streaming`` leaves the frames on disk, read per window (``rvperceiver.data.lazy``).
+    """
     kind = detect_format(path)
     default_image, default_ee = DEFAULT_KEYS[kind]
-    image_key = image_key if image_key is not None else default_image
-    ee_key = ee_key if ee_key is not None else default_ee
+    cameras = tuple(image_keys) if image_keys else (image_key if image_key is not None else default_image,)
+    target = target_key if target_key is not None else (ee_key if ee_key is not None else default_ee)
     if kind == "robomimic":
-        return robomimic.read_robomimic(path, image_key=image_key, ee_key=ee_key)
-    return lerobot.read_lerobot(path, image_key=image_key, ee_key=ee_key)
+        return robomimic.read_robomimic(path, image_keys=cameras, target_key=target, streaming=streaming)
+    return lerobot.read_lerobot(
+        path, image_keys=cameras, target_key=target, streaming=streaming, video_cache_bytes=video_cache_bytes
+    )
 
 
 def list_keys(path: str | os.PathLike[str]) -> dict[str, object]:

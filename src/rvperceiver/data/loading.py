@@ -69,10 +69,15 @@ def load_windows(
     split_seed: int = 0,
     state_keys: tuple[str, ...] | list[str] = (),
     valid_episodes: Sequence[int | str] | None = None,
+    image_keys: tuple[str, ...] | list[str] | None = None,
+    target_key: str | None = None,
+    streaming: bool = False,
+    video_cache_bytes: int = 256 << 20,
 ) -> WindowSplit:
     """Open ``path`` (robomimic ``.hdf5`` or LeRobot v3 directory), split by episode, and index windows.
 
-    ``state_keys`` names low-dim observations (robomimic ``obs/<key>``, LeRobot features such as
+    ``image_keys`` / ``target_key`` / ``streaming``: see :func:`open_episodes`. ``state_keys`` names low-dim
+    observations (robomimic ``obs/<key>``, LeRobot features such as
     ``observation.state``) that every sample then carries beside its frames (see :class:`WindowDataset`).
 
     Which episodes validate, in order of precedence: ``valid_episodes`` (episode names, or 0-based positions in
@@ -81,7 +86,10 @@ def load_windows(
     drawn with ``split_seed``. Raises :class:`DataError` when a side of the split would hold no sample (e.g.
     every validation episode is shorter than ``t_obs + t_pred``), naming the side and the episodes.
     """
-    episodes = open_episodes(path, image_key=image_key, ee_key=ee_key)
+    episodes = open_episodes(
+        path, image_key=image_key, ee_key=ee_key, image_keys=image_keys, target_key=target_key, streaming=streaming,
+        video_cache_bytes=video_cache_bytes,
+    )
     splits = episodes.splits
     decided_by = "file" if splits and "train" in splits and "valid" in splits else "valid_fraction"
     if valid_episodes is not None:

@@ -15,9 +15,12 @@ no space; low-dimensional ones are plain copies. ``env_args`` always carries the
 Episodes without ``dones`` get 0 at every step but 1 at the last; without ``rewards``, zeros (what robomimic's
 ``SequenceDataset`` assumes for a missing key).
 
-What the reader keeps: ``obs/<image_key>`` as frames, ``obs/<ee_key>`` as the end-effector trajectory, the
-demo-level per-step arrays and every obs key of rank <= 2 as ``extras``. Other cameras (rank-4 obs) and
-``next_obs`` are not loaded: they would double or triple memory and nothing here uses them.
+What the reader keeps: ``obs/<image key>`` as frames (several cameras side by side, see
+``rvperceiver.observation``), the target (``obs/<target key>`` or a demo-level dataset such as ``actions``) as the
+trajectory to predict, and the demo-level per-step arrays and every obs key of rank <= 2 as ``extras`` (where
+low-dim observation keys are found). Unnamed cameras (rank-4 obs) and ``next_obs`` are not loaded: they would
+double or triple memory and nothing here uses them. LeRobot's name ``action`` finds robomimic's ``actions`` (and
+the other way round), so one config can name the target in either format.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import h5py
 import numpy as np
 
 from rvperceiver.data.episodes import Episode, EpisodeSet, check_consistent, validate_episode
-from rvperceiver.errors import DataError
+from rvperceiver.errors import DataError, InputError
+from rvperceiver.data.lazy import HDF5Frames, SideBySide
+from rvperceiver.observation import combine_cameras
 
 __all__ = ["read_robomimic", "write_robomimic", "robomimic_env_args", "DEFAULT_IMAGE_KEY", "DEFAULT_EE_KEY"]
 
@@ -65,8 +70,18 @@ def read_robomimic(
     path: str | os.PathLike[str],
     image_key: str = DEFAULT_IMAGE_KEY,
     ee_key: str = DEFAULT_EE_KEY,
+    *,
+    image_keys: Sequence[str] | None = None,
+    target_key: str | None = None,
+    streaming: bool = False,
 ) -> EpisodeSet:
     """Read every demo of a robomimic HDF5 file into an :class:`EpisodeSet`.
+
+    With ``streaming`` the frames stay in the file: each episode's are an
+    :class:`~rvperceiver.data.lazy.HDF5Frames` read per window (targets and low-dim arrays are read, they are small).
+
+    ``image_keys`` (several cameras) and ``target_key`` (any float per-step array: an end-effector position,
+    ``actions``, ...) are the current names of ``image_key`` and ``ee_key`` and win over them when given.
 
     Demos are read one at a time, so a file with many demos is fine as long as the chosen camera fits in memory.
     A missing, truncated or non-HDF5 file, a missing key, frames that are not uint8 ``[L, H, W, C]``, or a
@@ -81,15 +96,19 @@ def read_robomimic(
         handle = h5py.File(path, "r")
     except OSError as error:
         raise DataError(f"cannot open {path} as HDF5 (truncated, corrupt or not HDF5): {error}") from error
+    cameras = tuple(image_keys) if image_keys else (image_key,)
+    target = target_key if target_key is not None else ee_key
     try:
         with handle:
-            return _read_open_file(handle, path, image_key, ee_key)
+            return _read_open_file(handle, path, cameras, target, streaming)
     except (OSError, KeyError, RuntimeError) as error:
         # h5py raises these when a chunk or header is damaged part-way through the file.
         raise DataError(f"cannot read {path}: the HDF5 file is damaged ({error})") from error
 
 
-def _read_open_file(handle: h5py.File, path: Path, image_key: str, ee_key: str) -> EpisodeSet:
+def _read_open_file(
+    handle: h5py.File, path: Path, image_keys: tuple[str, ...], ee_key: str, streaming: bool = False
+) -> EpisodeSet:
     if "data" not in handle or not isinstance(handle["data"], h5py.Group):
         raise DataError(
             f"{path}: no 'data' group, so this is not a robomimic file; top-level keys: {sorted(handle.keys())}"
@@ -100,7 +119,9 @@ def _read_open_file(handle: h5py.File, path: Path, image_key: str, ee_key: str) 
     if not demo_names:
         raise DataError(f"{path}: the 'data' group holds no demos")
 
-    episodes = [_read_demo(data[name], name, path, image_key, ee_key) for name in demo_names]
+    episodes = [_read_demo(data[name], name, path, image_keys, ee_key, streaming) for name in demo_names]
+    # The key as found (``action`` may have found ``actions``), so the set says what it holds.
+    ee_key = _locate(data[demo_names[0]], ee_key, "target", f"{path}:data/{demo_names[0]}", image=False)[1].split("/")[-1]
     check_consistent(episodes, str(path), ee_key)
 
     splits: dict[str, list[str]] = {}
@@ -115,7 +136,7 @@ def _read_open_file(handle: h5py.File, path: Path, image_key: str, ee_key: str) 
         "env_args": env_args,
         "total": int(total) if total is not None else sum(e.length for e in episodes),
     }
-    return EpisodeSet(episodes, str(path), image_key, ee_key, splits, meta)
+    return EpisodeSet(episodes, str(path), "+".join(image_keys), ee_key, splits, meta, image_keys=image_keys)
 
 
 def _parse_env_args(raw: Any, path: Path) -> dict[str, Any]:
@@ -132,36 +153,73 @@ def _parse_env_args(raw: Any, path: Path) -> dict[str, Any]:
     return parsed
 
 
-def _read_demo(group: h5py.Group, name: str, path: Path, image_key: str, ee_key: str) -> Episode:
+ALIASES = {"action": "actions", "actions": "action"}  # LeRobot's name <-> robomimic's
+
+
+def _locate(group: h5py.Group, key: str, role: str, where: str, image: bool) -> tuple[h5py.Dataset, str]:
+    """The dataset a key names: ``obs/<key>``, else (not for images) a demo-level ``<key>``, else its alias."""
+    obs = group["obs"]
+    candidates = [key] + ([ALIASES[key]] if key in ALIASES else [])
+    for candidate in candidates:
+        if candidate in obs and isinstance(obs[candidate], h5py.Dataset):
+            return obs[candidate], f"obs/{candidate}"
+        if not image and candidate in group and isinstance(group[candidate], h5py.Dataset):
+            return group[candidate], candidate
+    demo_level = sorted(k for k in group.keys() if k != "obs" and isinstance(group[k], h5py.Dataset))
+    tail = "" if image else f"; demo-level keys present: {demo_level}"
+    raise DataError(f"{role} key {key!r} not found in {where}/obs; obs keys present: {sorted(obs.keys())}{tail}")
+
+
+def _read_demo(
+    group: h5py.Group, name: str, path: Path, image_keys: tuple[str, ...], ee_key: str, streaming: bool = False
+) -> Episode:
     where = f"{path}:data/{name}"
     if "obs" not in group or not isinstance(group["obs"], h5py.Group):
         raise DataError(f"{where} has no 'obs' group; keys present: {sorted(group.keys())}")
     obs = group["obs"]
     present = sorted(obs.keys())
-    for role, key in (("image", image_key), ("ee", ee_key)):
-        if key not in obs:
-            raise DataError(f"{role} key {key!r} not found in {where}/obs; obs keys present: {present}")
+    cameras = [_locate(group, key, "image", where, image=True) for key in image_keys]
+    target, target_name = _locate(group, ee_key, "target", where, image=False)
 
-    frames = obs[image_key][()]
-    raw_ee = obs[ee_key][()]
+    if streaming:
+        camera_frames: list[Any] = [
+            HDF5Frames(path, f"data/{name}/{location}", dataset.shape, dataset.dtype) for dataset, location in cameras
+        ]
+    else:
+        camera_frames = [dataset[()] for dataset, _ in cameras]
+    for key, frames in zip(image_keys, camera_frames):
+        validate_episode(Episode(name, frames, np.zeros((len(frames), 1), np.float32)), str(path), key, ee_key)
+    if len(camera_frames) == 1:
+        frames = camera_frames[0]
+    elif streaming:
+        frames = SideBySide(camera_frames, list(image_keys))
+    else:
+        try:
+            frames = combine_cameras(camera_frames, list(image_keys))
+        except InputError as error:
+            raise DataError(f"{where}: {error}") from None
+    raw_ee = target[()]
+    taken = {f"obs/{k}" for k in image_keys} | {target_name}
     extras: dict[str, np.ndarray] = {}
     for key in DEMO_LEVEL_KEYS:
-        if key in group and isinstance(group[key], h5py.Dataset):
+        if key in group and isinstance(group[key], h5py.Dataset) and key not in taken:
             extras[key] = group[key][()]
     for key in present:
-        if key in (image_key, ee_key) or key in extras:
+        if f"obs/{key}" in taken or key in extras:
             continue
         dataset = obs[key]
         if isinstance(dataset, h5py.Dataset) and dataset.ndim <= 2:
             extras[key] = dataset[()]
 
+    if raw_ee.ndim == 1:  # a scalar per step (a gripper command, a reward) is a one-column target
+        raw_ee = raw_ee[:, None]
     episode = Episode(name=name, frames=frames, ee=raw_ee, extras=extras)
-    validate_episode(episode, str(path), image_key, ee_key)
+    validate_episode(episode, str(path), "+".join(image_keys), ee_key)
     episode.ee = np.ascontiguousarray(raw_ee, dtype=np.float32)
     num_samples = group.attrs.get("num_samples")
     if num_samples is not None and int(num_samples) != episode.length:
         raise DataError(
-            f"{where}: attr num_samples is {int(num_samples)} but obs/{image_key} has {episode.length} frames"
+            f"{where}: attr num_samples is {int(num_samples)} but obs/{image_keys[0]} has {episode.length} frames"
         )
     return episode
 

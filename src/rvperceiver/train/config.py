@@ -45,7 +45,10 @@ class DataConfig:
     """Where the episodes come from and how they are cut into (observation, target) windows.
 
     ``path`` is a robomimic HDF5 file or a LeRobot v3 directory; ``image_key``/``ee_key`` None = the reader's
-    default. ``state_keys`` names low-dim observations given to the policy beside the frames (robomimic
+    default. ``image_keys`` (several cameras, side by side) and ``target_key`` (what the policy predicts: an
+    end-effector position, ``action``, any numeric per-step key) are the current names of those two; the old
+    names keep working. ``streaming`` reads frames per window instead of decoding the dataset into memory
+    (LeRobot video through a chunk cache of ``video_cache_mb`` per process). ``state_keys`` names low-dim observations given to the policy beside the frames (robomimic
     ``obs/<key>``, LeRobot features such as ``observation.state``; empty = images only). The split is
     episode-wise. Which episodes validate, in order of precedence: ``valid_episodes`` (episode names, or 0-based
     positions in the dataset's episode order, which work alike on a robomimic file and its LeRobot copy); else
@@ -57,7 +60,11 @@ class DataConfig:
     path: str = ""
     image_key: str | None = None
     ee_key: str | None = None
+    image_keys: tuple[str, ...] = ()
+    target_key: str | None = None
     state_keys: tuple[str, ...] = ()
+    streaming: bool = False
+    video_cache_mb: int = 256
     t_obs: int = 2
     t_pred: int = 8
     valid_fraction: float = 0.1
@@ -66,6 +73,17 @@ class DataConfig:
     stats_cache: bool = True
 
     def __post_init__(self) -> None:
+        if self.image_keys and self.image_key is not None and tuple(self.image_keys) != (self.image_key,):
+            raise ConfigError(
+                f"data.image_key {self.image_key!r} and data.image_keys {list(self.image_keys)} disagree; give "
+                "image_keys only (image_key is its older one-camera name)"
+            )
+        if self.target_key is not None and self.ee_key is not None and self.target_key != self.ee_key:
+            raise ConfigError(
+                f"data.ee_key {self.ee_key!r} and data.target_key {self.target_key!r} disagree; give target_key only "
+                "(ee_key is its older name)"
+            )
+        _require(self.video_cache_mb >= 1, "data.video_cache_mb", "a positive integer", self.video_cache_mb)
         _require(self.t_obs >= 1, "data.t_obs", "a positive integer", self.t_obs)
         _require(self.t_pred >= 1, "data.t_pred", "a positive integer", self.t_pred)
         _require(0.0 <= self.valid_fraction < 1.0, "data.valid_fraction", "in [0, 1)", self.valid_fraction)

@@ -191,6 +191,8 @@ def _statistics_settings(policy: nn.Module, config: TrainConfig, train_size: int
         "train_examples": train_size,
         # Only when set, so image-only runs keep the cache entries written before low-dim keys existed.
         **({"state_keys": list(data.state_keys)} if data.state_keys else {}),
+        **({"image_keys": list(data.image_keys)} if data.image_keys else {}),
+        **({"target_key": data.target_key} if data.target_key is not None else {}),
         # Only when set, so that the cache keys of runs that do not name validation episodes stay as they were.
         **({"valid_episodes": list(data.valid_episodes)} if data.valid_episodes is not None else {}),
     }

@@ -91,6 +91,10 @@ def _load_split(config: TrainConfig) -> WindowSplit:
         split_seed=data.split_seed,
         state_keys=data.state_keys,
         valid_episodes=data.valid_episodes,
+        image_keys=data.image_keys or None,
+        target_key=data.target_key,
+        streaming=data.streaming,
+        video_cache_bytes=data.video_cache_mb << 20,
     )
 
 
@@ -233,16 +237,21 @@ def _checkpoint_windows(
     policy, config = load_policy(checkpoint, device=device)
     if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
         torch.set_num_threads(config.torch_threads)
-    image_key = image_key if image_key is not None else config.data.image_key
-    ee_key = ee_key if ee_key is not None else config.data.ee_key
+    # Keys given here win; otherwise the checkpoint's own (cameras and target under their current names).
+    keys: dict[str, Any] = {
+        "image_key": image_key if image_key is not None else config.data.image_key,
+        "ee_key": ee_key if ee_key is not None else config.data.target_key or config.data.ee_key,
+        "image_keys": None if image_key is not None else config.data.image_keys or None,
+        "streaming": config.data.streaming,
+        "video_cache_bytes": config.data.video_cache_mb << 20,
+    }
     if split == "all":  # every episode: no split to make, so a file with odd or empty masks is fine too
-        episodes = open_episodes(data, image_key=image_key, ee_key=ee_key)
+        episodes = open_episodes(data, **keys)
         dataset = WindowDataset(list(episodes), config.data.t_obs, config.data.t_pred, state_keys=config.data.state_keys)
     else:
         windows = load_windows(
             data,
-            image_key=image_key,
-            ee_key=ee_key,
+            **keys,
             t_obs=config.data.t_obs,
             t_pred=config.data.t_pred,
             valid_fraction=config.data.valid_fraction,

@@ -25,21 +25,36 @@ from rvperceiver.data.lerobot.layout import (
     _image_shape,
     _read_info,
 )
-from rvperceiver.errors import DataError
+from rvperceiver.data.lazy import SideBySide, VideoChunkCache, VideoFrames
+from rvperceiver.errors import DataError, InputError
+from rvperceiver.observation import combine_cameras
 
 __all__ = ["read_lerobot"]
+
+
+ALIASES = {"action": "actions", "actions": "action"}  # LeRobot's name <-> robomimic's
 
 
 def read_lerobot(
     root: str | os.PathLike[str],
     image_key: str = DEFAULT_IMAGE_KEY,
     ee_key: str = DEFAULT_EE_KEY,
+    *,
+    image_keys: Sequence[str] | None = None,
+    target_key: str | None = None,
+    streaming: bool = False,
+    video_cache_bytes: int = 256 << 20,
 ) -> EpisodeSet:
     """Read a LeRobot v3.0 dataset directory into an :class:`EpisodeSet`.
 
-    Every video file is decoded exactly once (its frames are cached while the episodes that live in it are cut
-    out), so reading costs one pass over the videos however many episodes share a file. Episodes are named
-    ``episode_<index:06d>``. Anything missing or inconsistent raises :class:`DataError` naming the file and key.
+    ``image_keys`` (several cameras, placed side by side) and ``target_key`` (any numeric feature, e.g.
+    ``action``) are the current names of ``image_key`` and ``ee_key`` and win over them when given. In memory
+    (the default) every video file is decoded exactly once, however many episodes share it. With ``streaming``
+    the frames stay in the videos: each episode's frames are a :class:`~rvperceiver.data.lazy.VideoFrames`
+    decoded per chunk on demand through one cache of at most ``video_cache_bytes`` per process, and opening the
+    dataset only checks that every video holds the last frame its episodes need (a file cut short is named with
+    the first episode it loses). Episodes are named ``episode_<index:06d>``. Anything missing or inconsistent
+    raises :class:`DataError` naming the file and key.
     """
     root = Path(root)
     info = _read_info(root)
@@ -47,30 +62,37 @@ def read_lerobot(
     fps = info.get("fps")
     if not isinstance(fps, (int, float)) or fps <= 0:
         raise DataError(f"{root / 'meta/info.json'}: 'fps' should be a positive number, got {fps!r}")
-    for role, key in (("image", image_key), ("ee", ee_key)):
+    cameras = tuple(image_keys) if image_keys else (image_key,)
+    target = target_key if target_key is not None else ee_key
+    if target not in features and ALIASES.get(target) in features:
+        target = ALIASES[target]
+    for role, key in [("image", key) for key in cameras] + [("target", target)]:
         if key not in features:
             raise DataError(
                 f"{role} key {key!r} not found in the features of {root / 'meta/info.json'}; "
                 f"features present: {sorted(features)}"
             )
-    image_feature = features[image_key]
-    storage = image_feature.get("dtype")
-    if storage not in ("video", "image"):
-        raise DataError(
-            f"{root / 'meta/info.json'}: image key {image_key!r} has dtype {storage!r}; expected 'video' or "
-            f"'image' (shape {image_feature.get('shape')})"
-        )
-    image_shape = _image_shape(image_feature, image_key, root)
-    # Numeric per-frame features other than the two chosen ones become extras (strings and images are skipped).
+    storages, shapes = {}, {}
+    for key in cameras:
+        storages[key] = features[key].get("dtype")
+        if storages[key] not in ("video", "image"):
+            raise DataError(
+                f"{root / 'meta/info.json'}: image key {key!r} has dtype {storages[key]!r}; expected 'video' or "
+                f"'image' (shape {features[key].get('shape')})"
+            )
+        shapes[key] = _image_shape(features[key], key, root)
+    # Numeric per-frame features other than the chosen ones become extras (strings and images are skipped).
     extra_keys = [
         key
         for key, feature in features.items()
-        if key not in INDEX_COLUMNS and key not in (image_key, ee_key) and _is_numeric_dtype(feature.get("dtype"))
+        if key not in INDEX_COLUMNS and key not in (*cameras, target) and _is_numeric_dtype(feature.get("dtype"))
     ]
 
     table = _read_episode_table(root)
     data_cache: dict[Path, pa.Table] = {}
     video_cache: dict[Path, _DecodedVideo] = {}
+    chunk_cache = VideoChunkCache(video_cache_bytes) if streaming else None
+    lazy_by_file: dict[str, list[VideoFrames]] = {}
     episodes: list[Episode] = []
     fallback_matches = 0
     for row in table:
@@ -82,34 +104,55 @@ def read_lerobot(
         if data_path not in data_cache:
             data_cache[data_path] = _read_parquet(data_path)
         rows = _episode_rows(data_cache[data_path], episode_index, int(row["length"]), data_path)
-        ee = _numeric_column(rows, ee_key, data_path, name).astype(np.float32)
+        ee = _numeric_column(rows, target, data_path, name).astype(np.float32)
         if ee.ndim == 1:
             ee = ee[:, None]
         extras = {
             key: _numeric_column(rows, key, data_path, name) for key in extra_keys if key in rows.column_names
         }
-        if storage == "video":
-            video_row = _video_columns(row, image_key, root)
-            video_path = root / _format_path(
-                info,
-                "video_path",
-                root,
-                video_key=image_key,
-                chunk_index=video_row["chunk_index"],
-                file_index=video_row["file_index"],
-            )
-            if video_path not in video_cache:
-                video_cache[video_path] = _decode_video_file(video_path, image_shape)
-            timestamps = _numeric_column(rows, "timestamp", data_path, name).astype(np.float64).reshape(-1)
-            start = float(video_row["from_timestamp"])
-            frames, fallbacks = video_cache[video_path].frames_at(start + timestamps, fps, name)
-            fallback_matches += fallbacks
+        camera_frames: list[Any] = []
+        for key in cameras:
+            if storages[key] == "video":
+                video_row = _video_columns(row, key, root)
+                video_path = root / _format_path(
+                    info,
+                    "video_path",
+                    root,
+                    video_key=key,
+                    chunk_index=video_row["chunk_index"],
+                    file_index=video_row["file_index"],
+                )
+                timestamps = _numeric_column(rows, "timestamp", data_path, name).astype(np.float64).reshape(-1)
+                wanted = float(video_row["from_timestamp"]) + timestamps
+                if streaming:
+                    if not video_path.is_file():
+                        raise DataError(f"LeRobot video {video_path} is missing")
+                    lazy = VideoFrames(video_path, wanted, shapes[key], fps, name, chunk_cache)  # type: ignore[arg-type]
+                    lazy_by_file.setdefault(str(video_path), []).append(lazy)
+                    camera_frames.append(lazy)
+                    continue
+                if video_path not in video_cache:
+                    video_cache[video_path] = _decode_video_file(video_path, shapes[key])
+                frames, fallbacks = video_cache[video_path].frames_at(wanted, fps, name)
+                fallback_matches += fallbacks
+                camera_frames.append(frames)
+            else:
+                camera_frames.append(_decode_image_column(rows, key, shapes[key], data_path, name))
+        if len(camera_frames) == 1:
+            frames = camera_frames[0]
+        elif streaming:
+            frames = SideBySide(camera_frames, cameras)
         else:
-            frames = _decode_image_column(rows, image_key, image_shape, data_path, name)
+            try:
+                frames = combine_cameras(camera_frames, list(cameras))
+            except InputError as error:
+                raise DataError(f"{root}: episode {name!r}: {error}") from None
         episode = Episode(name=name, frames=frames, ee=ee, extras=extras)
-        validate_episode(episode, str(root), image_key, ee_key)
+        validate_episode(episode, str(root), "+".join(cameras), target)
         episodes.append(episode)
-    check_consistent(episodes, str(root), ee_key)
+    check_consistent(episodes, str(root), target)
+    for path, lazies in lazy_by_file.items():
+        _check_video_reaches(path, lazies)
 
     meta = {
         "format": "lerobot",
@@ -117,12 +160,28 @@ def read_lerobot(
         "fps": fps,
         "robot_type": info.get("robot_type"),
         "tasks": _read_tasks(root),
-        "image_storage": storage,
-        # Frames matched within half a frame period but outside LeRobot's 1e-4 s tolerance.
+        "image_storage": storages[cameras[0]],
+        "streaming": bool(streaming),
+        # Frames matched within half a frame period but outside LeRobot's 1e-4 s tolerance (in-memory reads).
         "timestamp_fallback_matches": fallback_matches,
     }
     splits = _parse_splits(info.get("splits") or {}, [e.name for e in episodes], root)
-    return EpisodeSet(episodes, str(root), image_key, ee_key, splits, meta)
+    return EpisodeSet(episodes, str(root), "+".join(cameras), target, splits, meta, image_keys=cameras)
+
+
+def _check_video_reaches(path: str, lazies: list[VideoFrames]) -> None:
+    """A streaming read checks once that ``path`` decodes up to the last frame any of its episodes needs; if
+    not, the error names the file and the first episode (in time order) whose last frame is missing."""
+    ordered = sorted(lazies, key=lambda lazy: float(lazy.times[-1]))
+    if ordered[-1].last_frame_readable():
+        return
+    lost = [lazy for lazy in ordered if not lazy.last_frame_readable()]
+    first = lost[0]
+    raise DataError(
+        f"{path} is truncated or damaged: {first.episode} (and {len(lost) - 1} later episode(s) in this file) "
+        f"needs frames up to {first.times[-1]:.3f} s that do not decode; nothing on disk was changed, re-encode "
+        f"the video or drop those episodes"
+    )
 
 
 def _video_columns(row: Mapping[str, Any], image_key: str, root: Path) -> dict[str, Any]:
@@ -222,6 +281,7 @@ class _DecodedVideo:
     path: Path
     times: np.ndarray
     frames: np.ndarray
+    error: str | None = None  # why decoding stopped early (a file cut short), if it did
 
     def frames_at(self, wanted: np.ndarray, fps: float, episode: str) -> tuple[np.ndarray, int]:
         """Frames whose timestamps match ``wanted``; returns them and how many needed the half-frame fallback.
@@ -240,6 +300,12 @@ class _DecodedVideo:
         missing = error >= 0.5 / fps
         if np.any(missing):
             first = int(np.argmax(missing))
+            if self.error is not None:
+                raise DataError(
+                    f"{self.path} is truncated or damaged: decoding stopped after {len(self.times)} frames "
+                    f"({self.times[-1]:.3f} s; {self.error}), but {episode} needs a frame at {wanted[first]:.3f} s "
+                    f"(step {first}); nothing on disk was changed, re-encode the video or drop that episode"
+                )
             raise DataError(
                 f"{self.path}: no frame at {wanted[first]:.6f} s for {episode} step {first} (nearest decoded "
                 f"frame at {self.times[nearest[first]]:.6f} s; the video has {len(self.times)} frames)"
@@ -281,11 +347,15 @@ def _decode_video_file(path: Path, image_shape: tuple[int, int, int]) -> _Decode
     except (av.FFmpegError, OSError, ValueError) as error:
         if isinstance(error, DataError):
             raise
-        raise DataError(f"cannot decode video {path} ({error})") from error
+        if not frames:
+            raise DataError(f"cannot decode video {path} ({error})") from error
+        stopped: str | None = str(error)  # a file cut short: the episodes before the cut are still usable
+    else:
+        stopped = None
     if not frames:
         raise DataError(f"cannot decode video {path}: no frames decoded")
     order = np.argsort(np.asarray(times), kind="stable")
-    return _DecodedVideo(path, np.asarray(times)[order], np.stack(frames)[order])
+    return _DecodedVideo(path, np.asarray(times)[order], np.stack(frames)[order], stopped)
 
 
 def _decode_image_column(
