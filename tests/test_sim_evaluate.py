@@ -122,7 +122,9 @@ def test_offline_error_and_mean_trajectory():
             key = episode.frames[start : start + T_OBS].tobytes()
             lookup[key] = episode.ee[start + T_OBS : start + T_OBS + T_PRED]
             windows.append(lookup[key])
-    assert offline_ee_error(lambda frames: lookup[frames.tobytes()], episodes, T_OBS, T_PRED) == pytest.approx(0.0)
+    # The setpoint expert holds the arm still once there, so later windows can share frames (their ee differ by
+    # less than a micrometre).
+    assert offline_ee_error(lambda frames: lookup[frames.tobytes()], episodes, T_OBS, T_PRED) == pytest.approx(0.0, abs=1e-6)
 
     mean = mean_target_trajectory(episodes, T_OBS, T_PRED)
     assert mean.shape == (T_PRED, 3)

@@ -1,7 +1,12 @@
 """Expert demonstrations on Reacher-v5: in memory (``generate_demos``) or as a robomimic HDF5 file.
 
 Each episode records, per step, the frame rendered *before* acting (the observation the policy will see), the
-fingertip xyz (the end-effector target), the target xyz, the arm joint angles and velocities, and the action.
+measured fingertip xyz, the setpoint path (``robot0_eef_setpoint``: row t is where the tracker was told the
+fingertip should be at step t, i.e. the setpoint it received at step t − 1; row 0 is the start position), the target
+xyz, the arm joint angles and velocities, and the tracker's torque action. Training on ``robot0_eef_setpoint``
+(the study's ``ee_key``) teaches a policy exactly what the low-level tracker received, so a perfect predictor
+reproduces the demonstrations; ``robot0_eef_pos`` is the measured path. Demos are drawn from one task tier
+(:mod:`rvperceiver.sim.tiers`).
 Episode ``i`` uses env seed ``seed + i``, so a dataset is reproducible from ``(seed, n_episodes)`` alone and the
 seed range can be checked against evaluation seeds. One environment (one GL context) serves all episodes:
 rendering dominates the cost, and context creation alone takes most of a second.
@@ -23,7 +28,7 @@ from tqdm.auto import tqdm
 from rvperceiver.data.episodes import Episode
 from rvperceiver.data.robomimic import GYM_ENV_TYPE, write_robomimic
 from rvperceiver.errors import DataError, InputError
-from rvperceiver.sim.expert import ReacherExpert
+from rvperceiver.sim.expert import SetpointExpert
 from rvperceiver.sim.reacher import (
     ENV_ID,
     EPISODE_STEPS,
@@ -36,6 +41,7 @@ from rvperceiver.sim.reacher import (
     target_position,
     top_down_camera,
 )
+from rvperceiver.sim.tiers import Tier, get_tier, reset_episode
 
 IMAGE_KEY = "agentview_image"
 EE_KEY = "robot0_eef_pos"
@@ -46,6 +52,7 @@ ACTIONS_KEY = "actions"
 REWARDS_KEY = "rewards"
 # Steps per second of Reacher-v5 (frame_skip 2 x MuJoCo timestep 0.01 s): its metadata["render_fps"].
 DEMO_FPS = 50
+SETPOINT_KEY = "robot0_eef_setpoint"
 
 
 @dataclass(frozen=True)
@@ -61,20 +68,25 @@ def _check_counts(n_episodes: int, seed: int, episode_steps: int) -> None:
 
 
 def _expert_rollout(
-    env: gym.Env, expert: ReacherExpert, env_seed: int, name: str, episode_steps: int
+    env: gym.Env, expert: SetpointExpert, env_seed: int, name: str, episode_steps: int, tier: Tier
 ) -> _Rollout:
-    env.reset(seed=env_seed)
+    reset_episode(env, env_seed, tier)
+    plan = expert.begin(env, episode_steps)
     frames, ee, targets, joint_pos, joint_vel, actions, rewards = [], [], [], [], [], [], []
-    for _ in range(episode_steps):
+    for step in range(episode_steps):
         frames.append(render_frame(env))
         ee.append(fingertip_position(env))
         targets.append(target_position(env))
         angles, velocities = arm_joint_state(env)
         joint_pos.append(angles)
         joint_vel.append(velocities)
-        action = expert.act(env)
+        _, action = expert.act(env, step)
         actions.append(action)
         rewards.append(env.step(action)[1])
+    height = float(ee[0][2])
+    setpoints = np.empty((episode_steps, 3))
+    setpoints[0] = ee[0]
+    setpoints[1:, :2], setpoints[1:, 2] = plan[: episode_steps - 1], height
     episode = Episode(
         name=name,
         frames=np.stack(frames),
@@ -85,6 +97,7 @@ def _expert_rollout(
             JOINT_VEL_KEY: np.asarray(joint_vel, dtype=np.float32),
             ACTIONS_KEY: np.asarray(actions, dtype=np.float32),
             REWARDS_KEY: np.asarray(rewards, dtype=np.float64),
+            SETPOINT_KEY: setpoints.astype(np.float32),
         },
     )
     return _Rollout(episode, fingertip_target_distance(env))
@@ -94,16 +107,27 @@ def _iterate_rollouts(
     n_episodes: int,
     seed: int,
     image_size: int,
-    target_render_scale: float,
-    expert: ReacherExpert,
+    tier: Tier,
+    expert: SetpointExpert,
     episode_steps: int,
 ) -> Iterator[_Rollout]:
-    env = make_reacher(image_size=image_size, target_render_scale=target_render_scale)
+    env = make_reacher(image_size=image_size, tier=tier)
     try:
         for index in range(n_episodes):
-            yield _expert_rollout(env, expert, seed + index, f"demo_{index}", episode_steps)
+            yield _expert_rollout(env, expert, seed + index, f"demo_{index}", episode_steps, tier)
     finally:
         env.close()
+
+
+def _resolve(tier: str | Tier, target_render_scale: float, expert: SetpointExpert | None) -> tuple[Tier, SetpointExpert]:
+    chosen = get_tier(tier, target_render_scale) if isinstance(tier, str) else tier
+    if not isinstance(chosen, Tier):
+        raise InputError(f"generate_demos: tier must be a tier name or a Tier, got {type(tier).__name__}")
+    if target_render_scale != 1.0 and chosen.target_scale != target_render_scale:
+        chosen = get_tier(chosen, target_render_scale)
+    if expert is not None and not isinstance(expert, SetpointExpert):
+        raise InputError(f"generate_demos: expert must be a SetpointExpert, got {type(expert).__name__}")
+    return chosen, expert or SetpointExpert()
 
 
 def generate_demos(
@@ -111,21 +135,23 @@ def generate_demos(
     seed: int,
     image_size: int = 64,
     *,
+    tier: str | Tier = "stock",
     target_render_scale: float = 1.0,
-    expert: ReacherExpert | None = None,
+    expert: SetpointExpert | None = None,
     episode_steps: int = EPISODE_STEPS,
     progress: bool = False,
 ) -> list[Episode]:
     """Roll out the scripted expert for ``n_episodes`` episodes (env seeds ``seed … seed+n_episodes-1``).
 
-    Episodes are named ``demo_<i>``; ``frames`` is uint8 ``[L, H, W, 3]``, ``ee`` float32 ``[L, 3]`` fingertip
-    xyz, and ``extras`` holds ``target_pos`` ``[L, 3]``, ``robot0_joint_pos``/``robot0_joint_vel`` ``[L, 2]``,
-    ``actions`` ``[L, 2]`` and ``rewards`` ``[L]`` (the environment's reward for each action).
+    Episodes are named ``demo_<i>``; ``frames`` is uint8 ``[L, H, W, 3]``, ``ee`` float32 ``[L, 3]`` measured
+    fingertip xyz, and ``extras`` holds ``robot0_eef_setpoint`` ``[L, 3]`` (see the module docstring),
+    ``target_pos`` ``[L, 3]``, ``robot0_joint_pos``/``robot0_joint_vel`` ``[L, 2]`` and ``actions`` ``[L, 2]``
+    (the tracker's torques) and ``rewards`` ``[L]`` (the environment's reward for each action).
+    ``target_render_scale`` overrides the tier's target scale.
     """
     _check_counts(n_episodes, seed, episode_steps)
-    rollouts = _iterate_rollouts(
-        n_episodes, seed, image_size, target_render_scale, expert or ReacherExpert(), episode_steps
-    )
+    chosen, expert = _resolve(tier, target_render_scale, expert)
+    rollouts = _iterate_rollouts(n_episodes, seed, image_size, chosen, expert, episode_steps)
     bar = tqdm(rollouts, total=n_episodes, desc="reacher demos", unit="ep", disable=not progress)
     return [rollout.episode for rollout in bar]
 
@@ -148,8 +174,8 @@ def demo_env_args(
     n_episodes: int,
     seed: int,
     image_size: int,
-    target_render_scale: float,
-    expert: ReacherExpert,
+    tier: Tier,
+    expert: SetpointExpert,
     episode_steps: int,
 ) -> dict[str, Any]:
     """robomimic ``env_args`` describing how the demos were made (JSON-serialisable).
@@ -173,8 +199,10 @@ def demo_env_args(
             "seed": int(seed),
             "n_episodes": int(n_episodes),
             "episode_steps": int(episode_steps),
-            "target_render_scale": float(target_render_scale),
-            "expert": {"kp": expert.kp, "kd": expert.kd, "damping": expert.damping},
+            "target_render_scale": float(tier.target_scale),
+            "tier": tier.to_dict(),
+            "expert": expert.describe(),
+            "setpoint_key": SETPOINT_KEY,
         },
     }
 
@@ -200,8 +228,9 @@ def generate_to_file(
     overwrite: bool = False,
     progress: bool = True,
     *,
+    tier: str | Tier = "stock",
     target_render_scale: float = 1.0,
-    expert: ReacherExpert | None = None,
+    expert: SetpointExpert | None = None,
     episode_steps: int = EPISODE_STEPS,
 ) -> dict[str, Any]:
     """Generate demos and write them as robomimic HDF5 with ``mask/train`` and ``mask/valid``.
@@ -214,13 +243,13 @@ def generate_to_file(
     _check_counts(n_episodes, seed, episode_steps)
     if path.exists() and not overwrite:
         raise DataError(f"{path} already exists; pass overwrite=True to replace it")
-    expert = expert or ReacherExpert()
+    chosen, expert = _resolve(tier, target_render_scale, expert)
     split_by_position([f"demo_{i}" for i in range(n_episodes)], valid_fraction)  # validate before the work
 
     start = time.perf_counter()
     rollouts = list(
         tqdm(
-            _iterate_rollouts(n_episodes, seed, image_size, target_render_scale, expert, episode_steps),
+            _iterate_rollouts(n_episodes, seed, image_size, chosen, expert, episode_steps),
             total=n_episodes,
             desc=f"reacher demos -> {path.name}",
             unit="ep",
@@ -239,7 +268,7 @@ def generate_to_file(
         image_key=IMAGE_KEY,
         ee_key=EE_KEY,
         splits={"train": train_names, "valid": valid_names},
-        env_args=demo_env_args(n_episodes, seed, image_size, target_render_scale, expert, episode_steps),
+        env_args=demo_env_args(n_episodes, seed, image_size, chosen, expert, episode_steps),
         overwrite=overwrite,
     )
     frames = int(sum(episode.length for episode in episodes))
@@ -251,6 +280,8 @@ def generate_to_file(
         "frames_per_second": frames / seconds if seconds > 0 else float("inf"),
         "write_seconds": time.perf_counter() - write_start,
         "expert_success_rate": float(np.mean(final < SUCCESS_RADIUS_M)),
+        "expert_success_rate_2cm": float(np.mean(final < 0.02)),
+        "tier": chosen.name,
         "expert_mean_final_distance": float(final.mean()),
         "train_episodes": len(train_names),
         "valid_episodes": len(valid_names),

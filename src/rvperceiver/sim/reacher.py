@@ -45,12 +45,24 @@ def make_reacher(
     image_size: int = 64,
     seed: int | None = None,
     target_render_scale: float = 1.0,
+    *,
+    tier: Any = None,
 ) -> gym.Env:
     """Build Reacher-v5 rendering ``image_size``×``image_size`` RGB frames from the top-down camera.
 
-    With ``seed`` the environment is also reset with it, so it is ready to step and render. Call ``env.close()``
-    when done (OSMesa otherwise complains at interpreter exit).
+    With ``seed`` the environment is also reset with it, so it is ready to step and render. ``tier`` (a name or
+    :class:`rvperceiver.sim.tiers.Tier`) applies that tier's drawing (hidden arm, target scale) and, with
+    ``seed``, its reset. Call ``env.close()`` when done (OSMesa otherwise complains at interpreter exit).
     """
+    if tier is not None:
+        from rvperceiver.sim.tiers import apply_render_options, get_tier, reset_episode
+
+        chosen = get_tier(tier, target_render_scale) if isinstance(tier, str) else tier
+        env = make_reacher(image_size)
+        apply_render_options(env, chosen)
+        if seed is not None:
+            reset_episode(env, int(seed), chosen)
+        return env
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise InputError(f"make_reacher: image_size must be an int >= 8, got {image_size!r}")
     if not np.isfinite(target_render_scale) or target_render_scale <= 0:

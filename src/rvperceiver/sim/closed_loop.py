@@ -1,0 +1,382 @@
+"""Closed-loop evaluation on a task tier: predicted setpoints fed to the demonstrator's own tracker.
+
+A *chunk predictor* maps an observation to the next ``t_pred`` setpoints (``chunk[i]`` = the setpoint for step
+``t + i``, exactly what the demos' ``robot0_eef_setpoint`` windows hold). The evaluator executes the first
+``execute`` of them through the tracker and asks again (receding horizon, as Diffusion Policy executes 8 of 16),
+or, with ``ensemble`` set, asks every step and averages the overlapping chunks' setpoints for the current step
+with ACT's weights ``exp(-m·i)`` (i = 0 the oldest chunk).
+
+All episodes run in lockstep, so a policy answers one batched query per re-planning step for every episode
+instead of one query per episode, and frames are rendered only at the steps some query will look at. Physics runs
+in one render-less Reacher-v5 per episode; a single rendering env (the tier's drawing: hidden arm, target scale)
+is put in each episode's state to take its picture.
+
+References, run by the same loop on the same seeds:
+
+- ``expert``: the tracker given the expert's plan one setpoint per step (what the demos recorded);
+- ``oracle``: a predictor that returns the expert's plan for the next ``t_pred`` steps, through the same
+  receding horizon or ensembling as the policy. With setpoint labels it reproduces the expert exactly;
+- a constant chunk (e.g. the mean training target: the mean predictor).
+
+Scores per episode: the final planar fingertip–target distance, its minimum over the episode, success within
+``success_radius`` (2 cm, primary) and ``strict_radius`` (1 cm) at the last step, and "ever within 2 cm".
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rvperceiver.errors import InputError
+from rvperceiver.sim.expert import MinimumJerkPlanner
+from rvperceiver.sim.kinematics import ArmGeometry
+from rvperceiver.sim.reacher import ENV_ID, EPISODE_STEPS, make_reacher, render_frame
+from rvperceiver.sim.tiers import Tier, copy_state, get_tier, reset_episode
+from rvperceiver.sim.tracker import make_tracker
+
+LOW_DIM_KEYS: tuple[str, ...] = ("robot0_joint_pos", "robot0_joint_vel")
+"""The low-dimensional observation, in this order: arm joint angles then angular velocities (4 values)."""
+
+Observation = dict[str, Any]
+ChunkFn = Callable[[Observation], np.ndarray]
+"""``{"frames": uint8 [B, t_obs, H, W, C] | None, "low_dim": float32 [B, 4], "step": int, "batch": B, "seeds":
+int [B]}`` → setpoints ``[B, t_pred, ≥2]`` in metres."""
+
+DEFAULT_EVAL_SEED = 100_000
+
+
+@dataclass(frozen=True)
+class ClosedLoopConfig:
+    """Settings of one closed-loop evaluation (the render settings must match the training demos')."""
+
+    tier: str = "stock"
+    target_scale: float = 1.0
+    episodes: int = 200
+    seed: int = DEFAULT_EVAL_SEED
+    t_obs: int = 2
+    t_pred: int = 8
+    execute: int = 4
+    ensemble: float | None = None
+    image_size: int = 64
+    episode_steps: int = EPISODE_STEPS
+    tracker: str = "inverse_dynamics"
+    plan_steps: int = 20
+    success_radius: float = 0.02
+    strict_radius: float = 0.01
+    query_batch: int = 64
+
+    def __post_init__(self) -> None:
+        get_tier(self.tier, self.target_scale)  # an unknown tier is one clear line
+        for name, minimum in (("episodes", 1), ("seed", 0), ("t_obs", 1), ("t_pred", 1), ("episode_steps", 1),
+                              ("image_size", 8), ("plan_steps", 1), ("query_batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise InputError(f"closed loop: {name} must be an int >= {minimum}, got {value!r}")
+        if isinstance(self.execute, bool) or not isinstance(self.execute, int) or not 1 <= self.execute <= self.t_pred:
+            raise InputError(f"closed loop: execute must be an int in 1..t_pred={self.t_pred}, got {self.execute!r}")
+        if self.ensemble is not None and not (np.isfinite(self.ensemble) and self.ensemble >= 0):
+            raise InputError(f"closed loop: ensemble must be None or a finite m >= 0 (weights exp(-m·i)), got {self.ensemble!r}")
+        if not 0 < self.strict_radius <= self.success_radius:
+            raise InputError(
+                f"closed loop: need 0 < strict_radius <= success_radius, got {self.strict_radius!r}, {self.success_radius!r}"
+            )
+        make_tracker(self.tracker)
+
+    @property
+    def seeds(self) -> range:
+        return range(int(self.seed), int(self.seed) + int(self.episodes))
+
+    def tier_spec(self) -> Tier:
+        return get_tier(self.tier, self.target_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_seed_overlap(eval_seeds: range, train_seeds: Iterable[int] | None) -> None:
+    """One clear line if any evaluation seed was also used to make training demos."""
+    if train_seeds is None:
+        return
+    train = train_seeds if isinstance(train_seeds, range) else {int(s) for s in train_seeds}
+    overlap = [s for s in eval_seeds if s in train]
+    if overlap:
+        shown = f"{train.start}..{train.stop - 1}" if isinstance(train, range) else f"{len(train)} seeds"
+        raise InputError(
+            f"evaluation seeds {eval_seeds.start}..{eval_seeds.stop - 1} overlap the training seeds ({shown}) in "
+            f"{len(overlap)} places (first {overlap[0]}); expected evaluation seeds outside the training range"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chunk predictors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def constant_chunk_fn(chunk: np.ndarray) -> ChunkFn:
+    """Always the same chunk (e.g. the mean training target: the mean predictor)."""
+    fixed = np.asarray(chunk, dtype=np.float64)
+    if fixed.ndim != 2 or fixed.shape[1] < 2 or not np.all(np.isfinite(fixed)):
+        raise InputError(f"constant_chunk_fn: chunk must be a finite [t_pred, D>=2] array, got shape {fixed.shape}")
+
+    def run(observation: Observation) -> np.ndarray:
+        return np.broadcast_to(fixed, (observation["batch"], *fixed.shape)).copy()
+
+    run.needs_frames = False  # type: ignore[attr-defined]
+    return run
+
+
+def policy_chunk_fn(policy: torch.nn.Module, low_dim: bool = False) -> ChunkFn:
+    """Wrap a ``Policy``: frames (and, when ``low_dim``, the joint state) → ``predict`` in metres."""
+    if not hasattr(policy, "predict"):
+        raise InputError(f"policy_chunk_fn: expected an object with a predict() method, got {type(policy).__name__}")
+    first = next(iter(policy.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    policy.eval()
+
+    @torch.no_grad()
+    def run(observation: Observation) -> np.ndarray:
+        frames = torch.from_numpy(np.ascontiguousarray(observation["frames"])).to(device)
+        if low_dim:
+            state = torch.from_numpy(np.ascontiguousarray(observation["low_dim"])).to(device)
+            prediction = policy.predict(frames, low_dim=state)
+        else:
+            prediction = policy.predict(frames)
+        return prediction.detach().float().cpu().numpy()
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Executor:
+    """Turns a stream of chunks into one setpoint per step: receding horizon or temporal ensembling."""
+
+    def __init__(self, config: ClosedLoopConfig, batch: int) -> None:
+        self.config, self.batch = config, batch
+        self.chunks: list[tuple[int, np.ndarray]] = []  # (query step, chunk [B, t_pred, 2])
+
+    def wants_query(self, step: int) -> bool:
+        return self.config.ensemble is not None or step % self.config.execute == 0
+
+    def add(self, step: int, chunk: np.ndarray) -> None:
+        if self.config.ensemble is None:
+            self.chunks = [(step, chunk)]
+        else:
+            self.chunks = [(q, c) for q, c in self.chunks if step - q < self.config.t_pred] + [(step, chunk)]
+
+    def setpoints(self, step: int) -> np.ndarray:
+        if self.config.ensemble is None:
+            query, chunk = self.chunks[-1]
+            return chunk[:, step - query]
+        live = [(q, c) for q, c in self.chunks if 0 <= step - q < self.config.t_pred]
+        weights = np.exp(-self.config.ensemble * np.arange(len(live)))  # i = 0: the oldest chunk
+        stacked = np.stack([c[:, step - q] for q, c in live])  # [chunks, B, 2]
+        return np.tensordot(weights / weights.sum(), stacked, axes=1)
+
+
+def _needed_frame_steps(config: ClosedLoopConfig) -> set[int]:
+    """Steps whose frame some query looks at (a query at step q sees frames q − t_obs + 1 … q)."""
+    queries = range(config.episode_steps) if config.ensemble is not None else range(0, config.episode_steps, config.execute)
+    return {s for q in queries for s in range(max(0, q - config.t_obs + 1), q + 1)}
+
+
+def _checked(chunk: Any, batch: int, t_pred: int, label: str) -> np.ndarray:
+    values = np.asarray(chunk, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] != batch or values.shape[1] != t_pred or values.shape[2] < 2:
+        raise InputError(
+            f"closed loop ({label}): the predictor must return [B={batch}, t_pred={t_pred}, D>=2] setpoints, got "
+            f"shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"closed loop ({label}): the predictor returned NaN/Inf setpoints")
+    return values[:, :, :2]
+
+
+def run_closed_loop(
+    predictor: ChunkFn | str,
+    config: ClosedLoopConfig,
+    *,
+    train_seeds: Iterable[int] | None = None,
+    strip_path: str | Path | None = None,
+    strip_episodes: int = 4,
+    label: str = "policy",
+    record_paths: bool = False,
+) -> dict[str, Any]:
+    """Roll ``predictor`` (a :data:`ChunkFn`, or ``"expert"`` / ``"oracle"``) out on the config's seeds.
+
+    Returns ``{"label", "settings", "episodes": [{seed, final_distance, min_distance, success, success_strict,
+    ever_within}], "success_rate", "strict_success_rate", "ever_within_rate", "median_final_distance",
+    "mean_final_distance"}``; with ``strip_path``, the path of a PNG strip of the first episodes (arm always
+    drawn); with ``record_paths``, ``paths``: the fingertip xy before each step and after the last, ``[B, steps+1, 2]``.
+    """
+    if not isinstance(config, ClosedLoopConfig):
+        raise InputError(f"run_closed_loop: config must be a ClosedLoopConfig, got {type(config).__name__}")
+    seeds = config.seeds
+    check_seed_overlap(seeds, train_seeds)
+    if isinstance(predictor, str) and predictor not in ("expert", "oracle"):
+        raise InputError(f"run_closed_loop: predictor must be a chunk function, 'expert' or 'oracle', got {predictor!r}")
+    tier = config.tier_spec()
+    planner = MinimumJerkPlanner(config.plan_steps)
+    envs = [gym.make(ENV_ID) for _ in seeds]
+    needs_frames = not isinstance(predictor, str) and getattr(predictor, "needs_frames", True)
+    camera = make_reacher(config.image_size, tier=tier) if needs_frames else None
+    display = make_reacher(config.image_size, tier=get_tier("stock", tier.target_scale)) if strip_path else None
+    for env in (camera, display):
+        if env is not None:
+            env.reset(seed=0)  # Gymnasium renders only after a reset; each episode's state is copied in later
+    try:
+        return _run(predictor, config, tier, planner, envs, camera, display, strip_path, strip_episodes, label, record_paths)
+    finally:
+        for env in envs:
+            env.close()
+        for env in (camera, display):
+            if env is not None:
+                env.close()
+
+
+def _run(
+    predictor: ChunkFn | str,
+    config: ClosedLoopConfig,
+    tier: Tier,
+    planner: MinimumJerkPlanner,
+    envs: list[gym.Env],
+    camera: gym.Env | None,
+    display: gym.Env | None,
+    strip_path: str | Path | None,
+    strip_episodes: int,
+    label: str,
+    record_paths: bool,
+) -> dict[str, Any]:
+    batch, steps = len(envs), config.episode_steps
+    trackers = [make_tracker(config.tracker) for _ in envs]
+    plans = np.empty((batch, steps, 2))
+    for i, (env, seed) in enumerate(zip(envs, config.seeds)):
+        reset_episode(env, seed, tier)
+        base = env.unwrapped
+        geometry = ArmGeometry.from_model(base.model)
+        plans[i] = planner.plan(geometry, base.data.qpos[:2], base.data.body("target").xpos[:2], steps)
+        trackers[i].reset(base.model, base.data, float(base.dt))
+    frame_steps = _needed_frame_steps(config) if camera is not None else set()
+    strip_steps = set(np.linspace(0, steps, num=11).round().astype(int).tolist()) if display is not None else set()
+    strip_rows: list[list[np.ndarray]] = [[] for _ in range(min(strip_episodes, batch))]
+    history: list[np.ndarray | None] = []
+    executor = _Executor(config, batch)
+    distances = np.empty((batch, steps + 1))
+    paths = np.empty((batch, steps + 1, 2))
+
+    def distance_now(step: int) -> np.ndarray:
+        paths[:, step] = [e.unwrapped.data.body("fingertip").xpos[:2] for e in envs]
+        targets = np.array([e.unwrapped.data.body("target").xpos[:2] for e in envs])
+        return np.linalg.norm(paths[:, step] - targets, axis=1)
+
+    def snapshot(step: int) -> None:
+        if step in strip_steps and display is not None:
+            for i, row in enumerate(strip_rows):
+                copy_state(envs[i], display)
+                row.append(render_frame(display))
+
+    distances[:, 0] = distance_now(0)
+    for step in range(steps):
+        snapshot(step)
+        if camera is not None:
+            if step in frame_steps:
+                frames = np.empty((batch, config.image_size, config.image_size, 3), dtype=np.uint8)
+                for i, env in enumerate(envs):
+                    copy_state(env, camera)
+                    frames[i] = render_frame(camera)
+                history.append(frames)
+            else:
+                history.append(None)
+        if predictor == "expert":
+            setpoints = plans[:, step]
+        else:
+            if executor.wants_query(step):
+                if predictor == "oracle":
+                    index = np.minimum(np.arange(step, step + config.t_pred), steps - 1)
+                    chunk = plans[:, index]
+                else:
+                    chunk = _query(predictor, config, history, envs, step, label, np.asarray(config.seeds))
+                executor.add(step, chunk)
+            setpoints = executor.setpoints(step)
+        for env, tracker, setpoint in zip(envs, trackers, setpoints):
+            base = env.unwrapped
+            env.step(tracker.action(base.model, base.data, setpoint))
+        distances[:, step + 1] = distance_now(step + 1)
+    snapshot(steps)
+
+    final, minimum = distances[:, -1], distances.min(axis=1)
+    episodes = [
+        {
+            "seed": int(seed),
+            "final_distance": float(f),
+            "min_distance": float(m),
+            "success": bool(f < config.success_radius),
+            "success_strict": bool(f < config.strict_radius),
+            "ever_within": bool(m < config.success_radius),
+        }
+        for seed, f, m in zip(config.seeds, final, minimum)
+    ]
+    result: dict[str, Any] = {
+        "label": label,
+        "settings": config.to_dict(),
+        "success_rate": float(np.mean(final < config.success_radius)),
+        "strict_success_rate": float(np.mean(final < config.strict_radius)),
+        "ever_within_rate": float(np.mean(minimum < config.success_radius)),
+        "median_final_distance": float(np.median(final)),
+        "mean_final_distance": float(np.mean(final)),
+        "episodes": episodes,
+    }
+    if record_paths:
+        result["paths"] = paths
+    if strip_path is not None and strip_rows:
+        result["strip"] = save_strip(Path(strip_path), strip_rows)
+    return result
+
+
+def _query(
+    predictor: ChunkFn,
+    config: ClosedLoopConfig,
+    history: list[np.ndarray | None],
+    envs: list[gym.Env],
+    step: int,
+    label: str,
+    seeds: np.ndarray,
+) -> np.ndarray:
+    indices = [max(0, s) for s in range(step - config.t_obs + 1, step + 1)]
+    # [B, t_obs, H, W, C]; before step 0 the first frame repeats. None when the predictor needs no frames.
+    frames = np.stack([history[s] for s in indices], axis=1) if history else None
+    low_dim = np.stack(
+        [np.concatenate([e.unwrapped.data.qpos[:2], e.unwrapped.data.qvel[:2]]) for e in envs]
+    ).astype(np.float32)
+    batch = len(envs)
+    parts = []
+    for start in range(0, batch, config.query_batch):
+        stop = min(batch, start + config.query_batch)
+        observation = {"frames": None if frames is None else frames[start:stop], "low_dim": low_dim[start:stop], "step": step, "batch": stop - start,
+                       "seeds": seeds[start:stop]}
+        parts.append(_checked(predictor(observation), stop - start, config.t_pred, label))
+    return np.concatenate(parts)
+
+
+def save_strip(path: Path, rows: list[list[np.ndarray]]) -> str | None:
+    """One row per episode, frames left to right, 2× upscaled (nearest), as a PNG."""
+    try:
+        from PIL import Image
+    except ImportError:
+        warnings.warn(f"strip {path}: Pillow is not installed, no strip written", stacklevel=3)
+        return None
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+    image = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return str(path)

@@ -1,0 +1,127 @@
+"""Task tiers on Gymnasium's Reacher-v5: the same environment, reset and drawn in different ways.
+
+- ``stock``: Reacher-v5 as Gymnasium resets it (arm angles uniform in ±0.1 rad, target uniform in a 0.2 m disc).
+- ``fixed-start``: the arm reset to q = 0 at rest, the target redrawn (from the env's own seeded generator) in an
+  annulus the fingertip reaches without the elbow near its ±3 rad limit. Every episode then starts from the same
+  picture but for the target dot: the seed's "examples that differ in a few pixels" at t = 0.
+- ``arm-hidden``: stock resets, the arm drawn fully transparent, so frames differ only in the target dot throughout;
+  the arm's state reaches the policy as a low-dimensional observation (joint angles and velocities), as
+  proprioception does in most behaviour-cloning setups.
+
+``target_scale`` draws the target sphere larger or smaller (0.5–4×, a dose axis for "few pixels"); it changes the
+picture only (the target geom never collides, which :func:`apply_render_options` checks).
+
+Everything goes through the installed Reacher-v5 (its XML, its ``reset``), with the changes made on the model
+and state after loading; no XML is forked.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from rvperceiver.errors import InputError
+
+ARM_GEOMS = ("root", "link0", "link1", "fingertip")
+TARGET_GEOM = "target"
+ARM_JOINTS = 2
+TARGET_SCALE_RANGE = (0.25, 8.0)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """How episodes of one tier are reset and drawn.
+
+    ``annulus`` (metres, inner and outer radius) is only used with ``fixed_start``; ``low_dim`` says whether the
+    policy gets the joint state as an observation beside the frames.
+    """
+
+    name: str
+    fixed_start: bool = False
+    arm_visible: bool = True
+    low_dim: bool = False
+    annulus: tuple[float, float] = (0.07, 0.19)
+    target_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        lo, hi = TARGET_SCALE_RANGE
+        if not (isinstance(self.target_scale, (int, float)) and lo <= self.target_scale <= hi):
+            raise InputError(f"tier {self.name!r}: target_scale must lie in [{lo}, {hi}], got {self.target_scale!r}")
+        inner, outer = self.annulus
+        if not 0.0 <= inner < outer <= 0.2:
+            raise InputError(f"tier {self.name!r}: annulus must satisfy 0 <= inner < outer <= 0.2 m, got {self.annulus}")
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+TIERS: dict[str, Tier] = {
+    "stock": Tier("stock"),
+    "fixed-start": Tier("fixed-start", fixed_start=True),
+    "arm-hidden": Tier("arm-hidden", arm_visible=False, low_dim=True),
+}
+
+
+def get_tier(name: str, target_scale: float = 1.0) -> Tier:
+    """The named tier, with ``target_scale`` applied; an unknown name is one clear line listing the known ones."""
+    if isinstance(name, Tier):
+        return name if target_scale == 1.0 else Tier(**{**name.to_dict(), "target_scale": float(target_scale)})
+    if name not in TIERS:
+        close = difflib.get_close_matches(str(name), list(TIERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown tier {name!r}{hint}; expected one of {', '.join(TIERS)}")
+    base = TIERS[name]
+    if target_scale == 1.0:
+        return base
+    return Tier(**{**base.to_dict(), "target_scale": float(target_scale), "annulus": tuple(base.annulus)})
+
+
+def apply_render_options(env: gym.Env, tier: Tier) -> None:
+    """Make the rendered picture the tier's: hide the arm and/or rescale the target (drawing only)."""
+    model = env.unwrapped.model
+    if not tier.arm_visible:
+        for name in ARM_GEOMS:
+            model.geom_rgba[model.geom(name).id, 3] = 0.0
+    if tier.target_scale != 1.0:
+        geom_id = model.geom(TARGET_GEOM).id
+        if model.geom_contype[geom_id] != 0 or model.geom_conaffinity[geom_id] != 0:
+            raise InputError(
+                f"target_scale={tier.target_scale} would change the physics, because geom {TARGET_GEOM!r} collides "
+                f"(contype={model.geom_contype[geom_id]}, conaffinity={model.geom_conaffinity[geom_id]})"
+            )
+        model.geom_size[geom_id] *= tier.target_scale
+        model.geom_rbound[geom_id] *= tier.target_scale  # visibility culling uses the bounding radius
+
+
+def reset_episode(env: gym.Env, seed: int, tier: Tier) -> None:
+    """``env.reset(seed=seed)``, then the tier's start state. Deterministic in ``seed``.
+
+    ``fixed-start`` sets the arm to q = 0, q̇ = 0 and redraws the target uniformly over the annulus's area with
+    the env's own ``np_random`` (seeded by the reset), keeping Gymnasium's layout of ``qpos`` (arm, then target).
+    """
+    env.reset(seed=int(seed))
+    if not tier.fixed_start:
+        return
+    base = env.unwrapped
+    qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+    inner, outer = tier.annulus
+    radius = float(np.sqrt(base.np_random.uniform(inner**2, outer**2)))
+    angle = float(base.np_random.uniform(-np.pi, np.pi))
+    qpos[:ARM_JOINTS] = 0.0
+    qvel[:] = 0.0
+    qpos[-2:] = radius * np.cos(angle), radius * np.sin(angle)
+    base.goal = qpos[-2:].copy()
+    base.set_state(qpos, qvel)
+
+
+def copy_state(source: gym.Env, destination: gym.Env) -> None:
+    """Put ``destination`` (an env of the same model) in ``source``'s physical state, e.g. to render it."""
+    src, dst = source.unwrapped, destination.unwrapped
+    dst.data.qpos[:] = src.data.qpos
+    dst.data.qvel[:] = src.data.qvel
+    dst.data.time = src.data.time
+    mujoco.mj_forward(dst.model, dst.data)
