@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 
 import pytest
@@ -202,7 +204,7 @@ def test_fit_moves_batches_to_the_buffers_device_and_uses_float64() -> None:
     # pre_mean of nearly constant data must not lose the 1/255 steps to float32 cancellation
     x = torch.full((1000, 16, 1), 200, dtype=torch.uint8)
     x[::2, 5, 0] = 201
-    view = InputView(ViewConfig(pre_norm="zscore"), (16, 1))
+    view = InputView(ViewConfig(pre_norm="zscore", std_floor=1e-6), (16, 1))  # below one grey level on purpose
     view.fit([x[i : i + 100] for i in range(0, 1000, 100)])
     expected = compute_moments([x.double() / 255])
     torch.testing.assert_close(view.pre_std[5, 0].double(), expected.std()[5, 0], rtol=1e-6, atol=0)
@@ -221,3 +223,56 @@ def test_cuda_fit_and_forward_match_cpu() -> None:
         y = gpu(x.cuda())
     assert y.dtype == torch.float32
     torch.testing.assert_close(y.cpu(), cpu(x), atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normalisation that cannot explode: floors in the data's units and a clip
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ViewConfig(pre_norm="zscore"),
+        ViewConfig(token_mode="pixel", pre_norm="zscore"),
+        ViewConfig(token_mode="patch", patch_size=4, pre_norm="zscore"),
+        ViewConfig(transform="rfft", pre_norm="centre", post_norm="zscore"),
+        ViewConfig(transform="rfft", pre_norm="zscore", post_norm="zscore"),
+        ViewConfig(transform="dct", transform_axes="grid", pre_norm="zscore", post_norm="zscore"),
+    ],
+    ids=["scalar", "pixel", "patch", "centre-rfft-z", "z-rfft-z", "grid-dct"],
+)
+def test_a_pixel_constant_in_training_that_changes_stays_bounded(config) -> None:
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (64, 2, 8, 8, 3), dtype=torch.uint8)
+    frames[:, :, 3, 4, 1] = 17  # constant over the whole training set
+    view = InputView(config, (2, 8, 8, 3))
+    view.fit([frames[:32], frames[32:]])
+    assert float(view.pre_std.min()) >= 1 / 255 - 1e-9  # floored at one grey level, not 1e-6
+    deployed = frames[:4].clone()
+    deployed[:, :, 3, 4, 1] = 255  # the constant pixel changes at deployment (e.g. a compression artefact)
+    out = view(deployed)
+    assert torch.isfinite(out).all()
+    assert float(out.abs().max()) <= 10.0 + 1e-5
+    if config.pre_norm != "zscore":
+        return  # centre → transform spreads the change over every bin: no blow-up to show without the clip
+    # Without the clip and with the old floor the same change is ~1e5 sigma.
+    unbounded = InputView(dataclasses.replace(config, clip=None, std_floor=1e-6), (2, 8, 8, 3))
+    unbounded.fit([frames[:32], frames[32:]])
+    assert float(unbounded(deployed).abs().max()) > 1e3
+
+
+def test_clip_and_floor_are_configurable() -> None:
+    frames = torch.full((8, 1, 4, 4, 1), 100, dtype=torch.uint8)
+    frames[:4, 0, 0, 0, 0] = 101
+    changed = frames[:1].clone()
+    changed[0, 0, 1, 1, 0] = 200
+    view = InputView(ViewConfig(pre_norm="zscore", clip=3.0), (1, 4, 4, 1))
+    view.fit([frames])
+    assert float(view(changed).abs().max()) == pytest.approx(3.0)
+    assert view.fit([frames])["std_floor"] == pytest.approx(1 / 255)
+    floats = InputView(ViewConfig(pre_norm="zscore"), (1, 4, 4, 1))
+    assert floats.fit([frames.float() / 255])["std_floor"] == pytest.approx(1e-6)  # floats: no known resolution
+    with pytest.raises(InputError, match="clip"):
+        ViewConfig(clip=0.0)
+    with pytest.raises(InputError, match="std_floor"):
+        ViewConfig(std_floor=-1.0)

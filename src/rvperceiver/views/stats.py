@@ -15,6 +15,23 @@ import torch
 from rvperceiver.errors import InputError
 
 
+UINT8_RESOLUTION = 1.0 / 255.0
+"""One quantisation step of a uint8 frame in token units (tokenisation scales uint8 frames to [0, 1])."""
+FLOAT_STD_FLOOR = 1e-6
+"""Floor for float inputs, whose resolution the data does not say."""
+
+
+def data_std_floor(dtype: torch.dtype) -> float:
+    """The smallest standard deviation a z-score should divide by, in the data's own units.
+
+    A token that never changed over the training set has std 0. Dividing by a floor far below the data's
+    resolution turns the first change it ever shows (a compression artefact, a new object) into a value of 10⁵σ
+    or more; flooring at one quantisation step (1/255 for uint8 frames) says "a change of one grey level is one
+    σ", and the view's clip bounds the rest.
+    """
+    return UINT8_RESOLUTION if dtype == torch.uint8 else FLOAT_STD_FLOOR
+
+
 class RunningMoments:
     """Per-element count, mean and (population, ddof=0) variance of examples of shape ``shape``.
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rvperceiver.errors import InputError
-from rvperceiver.views.stats import RunningMoments, participation_ratio
+from rvperceiver.views.stats import RunningMoments, data_std_floor, participation_ratio
 from rvperceiver.views.tokenize import TOKEN_MODES, TokenLayout
 from rvperceiver.views.transforms import TRANSFORM_KINDS, forward_transform, inverse_transform, output_channel_factor
 
@@ -35,7 +35,14 @@ def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
 
 @dataclass
 class ViewConfig:
-    """How raw examples become tokens for the backbone. Validated on construction."""
+    """How raw examples become tokens for the backbone. Validated on construction.
+
+    ``std_floor`` is the smallest std a z-score divides by; None = the data's own resolution (1/255 for uint8
+    frames, :func:`rvperceiver.views.stats.data_std_floor`). ``clip`` bounds every z-scored value to
+    ``[-clip, clip]`` (None = no bound), so a token that was constant in training and changes at deployment
+    (video compression, lighting) moves a bounded amount instead of 10⁵σ. ``centre`` keeps data units and is
+    not clipped.
+    """
 
     token_mode: str = "scalar"
     patch_size: int = 4
@@ -43,7 +50,8 @@ class ViewConfig:
     transform_axes: str = "flat"
     pre_norm: str = "none"
     post_norm: str = "none"
-    std_floor: float = 1e-6
+    std_floor: float | None = None
+    clip: float | None = 10.0
 
     def __post_init__(self) -> None:
         _check_choice("token_mode", self.token_mode, TOKEN_MODES)
@@ -53,8 +61,14 @@ class ViewConfig:
         _check_choice("post_norm", self.post_norm, NORM_MODES)
         if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1:
             raise InputError(f"ViewConfig.patch_size must be a positive integer, got {self.patch_size!r}")
-        if not isinstance(self.std_floor, (int, float)) or not self.std_floor > 0:
-            raise InputError(f"ViewConfig.std_floor must be a positive number, got {self.std_floor!r}")
+        if self.std_floor is not None and (
+            isinstance(self.std_floor, bool) or not isinstance(self.std_floor, (int, float)) or not self.std_floor > 0
+        ):
+            raise InputError(f"ViewConfig.std_floor must be None (the data's resolution) or a positive number, got {self.std_floor!r}")
+        if self.clip is not None and (
+            isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not self.clip > 0
+        ):
+            raise InputError(f"ViewConfig.clip must be None (no bound) or a positive number of σ, got {self.clip!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,12 +175,12 @@ class InputView(nn.Module):
         out = inverse_transform(shaped, self.config.transform, self._transform_dims())
         return out.reshape(b, n, c)
 
-    @staticmethod
-    def _normalise(values: torch.Tensor, mode: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    def _normalise(self, values: torch.Tensor, mode: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         if mode == "centre":
             return values - mean
         if mode == "zscore":
-            return (values - mean) / std
+            z = (values - mean) / std
+            return z if self.config.clip is None else z.clamp(-self.config.clip, self.config.clip)
         return values
 
     @staticmethod
@@ -234,14 +248,20 @@ class InputView(nn.Module):
         n, c = self.num_tokens, self.token_channels
 
         raw = RunningMoments((n, c))
+        input_dtype: torch.dtype | None = None
         for item in batches:
-            raw.update(self.layout.to_tokens(_example_input(item).to(device)))
-        if raw.count == 0:
+            example = _example_input(item)
+            input_dtype = input_dtype or example.dtype
+            raw.update(self.layout.to_tokens(example.to(device)))
+        if raw.count == 0 or input_dtype is None:
             raise InputError("InputView.fit got no examples: the iterable of batches was empty")
+        floor = self.config.std_floor if self.config.std_floor is not None else data_std_floor(input_dtype)
         self.pre_mean.copy_(raw.mean.to(device, torch.float32))
-        self.pre_std.copy_(raw.std(self.config.std_floor).to(device, torch.float32))
+        self.pre_std.copy_(raw.std(floor).to(device, torch.float32))
 
-        summary: dict[str, float] = {"examples": float(raw.count), "passes": 2.0 if two_passes else 1.0}
+        summary: dict[str, float] = {
+            "examples": float(raw.count), "passes": 2.0 if two_passes else 1.0, "std_floor": float(floor)
+        }
         raw_var_per_token = raw.var.sum(dim=-1)
         summary["raw_total_variance"] = float(raw_var_per_token.sum())
         if summary["raw_total_variance"] > 0:
@@ -265,7 +285,7 @@ class InputView(nn.Module):
                     "the batches must be the same on every iteration"
                 )
             self.post_mean.copy_(post.mean.to(device, torch.float32))
-            self.post_std.copy_(post.std(self.config.std_floor).to(device, torch.float32))
+            self.post_std.copy_(post.std(floor).to(device, torch.float32))
             post_var_per_token = post.var.sum(dim=-1)
             if float(post_var_per_token.sum()) > 0:
                 summary["post_participation_ratio"] = participation_ratio(post_var_per_token)
