@@ -199,7 +199,14 @@ def test_set_rollout_changes_execution_not_the_network() -> None:
         policy.set_rollout(RolloutConfig(n_action_steps=5))
 
 
-def test_a_backbone_that_does_not_take_low_dim_observations_is_refused() -> None:
+def test_a_backbone_that_does_not_take_low_dim_observations_is_refused(monkeypatch) -> None:
+    import rvperceiver.model.policy as policy_module
+    from rvperceiver.model.cnn import SpatialSoftmaxCNN
+
+    class ImageOnlyCNN(SpatialSoftmaxCNN):
+        takes_state = False
+
+    monkeypatch.setattr(policy_module, "SpatialSoftmaxCNN", ImageOnlyCNN)
     with pytest.raises(ConfigError, match="does not take low-dim observations"):
         build_policy(_config(backbone="cnn", view=ViewConfig(token_mode="pixel")), INPUT_SHAPE, TARGET_SHAPE, (2, 5))
 

@@ -3,7 +3,9 @@ first (robomimic's visual encoders pool image features the same way).
 
 It consumes the same pixel-mode (or patch-mode) tokens as the Perceiver, so the two backbones can be compared
 behind one `InputView`: tokens `[B, T·H·W, C]` on the grid `(T, H, W)` are regrouped into a `[B, T·C, H, W]`
-image, the T observed frames stacked along the channels.
+image, the T observed frames stacked along the channels. Low-dimensional observations (``observation.state``
+``[B, T_obs, S]``, already normalised by the policy) are flattened and concatenated to the keypoints before the
+MLP, as robomimic's observation encoder concatenates proprioception with the visual features.
 """
 
 from __future__ import annotations
@@ -46,8 +48,18 @@ class SpatialSoftmax(nn.Module):
 class SpatialSoftmaxCNN(nn.Module):
     """`forward(tokens [B, T·H·W, C]) -> [B, output_steps, output_channels]` for a token grid `(T, H, W)`."""
 
-    def __init__(self, config: CNNConfig, input_channels: int, grid_shape: Sequence[int]) -> None:
+    takes_state = True
+
+    def __init__(
+        self,
+        config: CNNConfig,
+        input_channels: int,
+        grid_shape: Sequence[int],
+        state_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
+        self.state_shape = tuple(state_shape) if state_shape is not None else None
+        state_width = math.prod(self.state_shape) if self.state_shape is not None else 0
         if not isinstance(config, CNNConfig):
             raise ConfigError(f"SpatialSoftmaxCNN needs a CNNConfig, got {type(config).__name__}")
         if isinstance(input_channels, bool) or not isinstance(input_channels, int) or input_channels <= 0:
@@ -75,7 +87,7 @@ class SpatialSoftmaxCNN(nn.Module):
         self.spatial_softmax = SpatialSoftmax(height, width)
 
         mlp: list[nn.Module] = []
-        width_in = 2 * config.num_keypoints
+        width_in = 2 * config.num_keypoints + state_width
         for _ in range(config.mlp_layers):
             mlp += [make_linear(width_in, config.mlp_channels), nn.ReLU()]
             width_in = config.mlp_channels
@@ -89,7 +101,8 @@ class SpatialSoftmaxCNN(nn.Module):
         frames = tokens.reshape(batch, steps, height, width, self.input_channels)
         return frames.permute(0, 1, 4, 2, 3).reshape(batch, steps * self.input_channels, height, width)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, state: Tensor | None = None) -> Tensor:
+        """``state [B, T_obs, S]`` is required exactly when the network was built with a ``state_shape``."""
         expected = f"[B, N={self.num_tokens}, c={self.input_channels}] (grid (T, H, W) = {self.grid_shape})"
         if not isinstance(tokens, Tensor) or tokens.dim() != 3:
             got = list(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
@@ -99,7 +112,15 @@ class SpatialSoftmaxCNN(nn.Module):
         if not tokens.is_floating_point():
             raise InputError(f"SpatialSoftmaxCNN tokens: expected a floating-point tensor, got {tokens.dtype}")
         features = self.to_keypoint_maps(self.convs(self.tokens_to_image(tokens)))
-        keypoints = self.spatial_softmax(features).flatten(1)
-        out = self.mlp(keypoints.to(features.dtype))
+        keypoints = self.spatial_softmax(features).flatten(1).to(features.dtype)
+        if (state is None) != (self.state_shape is None) or (
+            state is not None and tuple(state.shape) != (tokens.shape[0], *self.state_shape)  # type: ignore[misc]
+        ):
+            want = f"[B={tokens.shape[0]}, {', '.join(map(str, self.state_shape))}]" if self.state_shape else "none"
+            got = list(state.shape) if isinstance(state, Tensor) else None
+            raise InputError(f"SpatialSoftmaxCNN state: expected {want}, got {got}")
+        if state is not None:
+            keypoints = torch.cat([keypoints, state.flatten(1).to(keypoints.dtype)], dim=1)
+        out = self.mlp(keypoints)
         return out.view(tokens.shape[0], self.config.output_steps, self.config.output_channels)
 

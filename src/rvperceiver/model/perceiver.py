@@ -283,9 +283,11 @@ class PerceiverEncoder(nn.Module):
         ]
         return torch.cat(parts)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, condition: Tensor | None = None) -> Tensor:
         positions = self.positions()
         latents = self._cross_attend(self.first_cross_attend, self.latents, tokens, positions)
+        if condition is not None:  # a per-example offset of every latent, after the shared first read
+            latents = latents + condition.to(latents.dtype).unsqueeze(1)
         latents = self._latent_transformer(latents)
         for _ in range(self.config.num_cross_attends - 1):
             assert self.repeated_cross_attend is not None
@@ -325,7 +327,15 @@ class PerceiverIO(nn.Module):
     features, so `PerceiverIO` works on any tokenisation (scalar, pixel, patch, plain arrays).
     """
 
-    def __init__(self, config: PerceiverConfig, input_channels: int, grid_shape: Sequence[int]) -> None:
+    takes_state = True
+
+    def __init__(
+        self,
+        config: PerceiverConfig,
+        input_channels: int,
+        grid_shape: Sequence[int],
+        state_shape: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(config, PerceiverConfig):
             raise ConfigError(f"PerceiverIO needs a PerceiverConfig, got {type(config).__name__}")
@@ -337,6 +347,17 @@ class PerceiverIO(nn.Module):
         self.encoder = PerceiverEncoder(config, input_channels, self.grid_shape)  # validates grid_shape
         self.num_tokens = math.prod(self.grid_shape)
         self.decoder = PerceiverDecoder(config)
+        # Low-dim observations (`observation.state` [B, T_obs, S], normalised) condition the latents: an MLP of the
+        # flattened state is added to every latent after the first cross-attend. Not extra input tokens: one token
+        # among N = 24,576 is the needle in a haystack the seed studies, and the first read keeps its shared
+        # learned queries (which the absorbed encoder computes once per batch, not once per example).
+        self.state_shape = tuple(state_shape) if state_shape is not None else None
+        self.state_encoder: nn.Module | None = None
+        if self.state_shape is not None:
+            width = config.latent_channels
+            self.state_encoder = nn.Sequential(
+                make_linear(math.prod(self.state_shape), width), nn.GELU(), make_linear(width, width)
+            )
 
     def _check_tokens(self, tokens: Tensor) -> None:
         expected = f"[B, N={self.num_tokens}, c={self.input_channels}] (grid {self.grid_shape})"
@@ -347,9 +368,17 @@ class PerceiverIO(nn.Module):
         if not tokens.is_floating_point():
             raise InputError(f"PerceiverIO tokens: expected a floating-point tensor, got {tokens.dtype}")
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, state: Tensor | None = None) -> Tensor:
+        """``state [B, T_obs, S]`` is required exactly when the model was built with a ``state_shape``."""
         self._check_tokens(tokens)
-        return self.decoder(self.encoder(tokens))
+        if (state is None) != (self.state_shape is None) or (
+            state is not None and tuple(state.shape) != (tokens.shape[0], *self.state_shape)  # type: ignore[misc]
+        ):
+            want = f"[B={tokens.shape[0]}, {', '.join(map(str, self.state_shape))}]" if self.state_shape else "none"
+            got = list(state.shape) if isinstance(state, Tensor) else None
+            raise InputError(f"PerceiverIO state: expected {want}, got {got}")
+        condition = self.state_encoder(state.flatten(1)) if self.state_encoder is not None and state is not None else None
+        return self.decoder(self.encoder(tokens, condition))
 
     def attention_maps(self, tokens: Tensor) -> Tensor:
         """Weights `[B, cross_heads, num_latents, N]` of the first cross-attend, from the path it runs (for plots)."""

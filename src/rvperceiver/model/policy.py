@@ -223,7 +223,10 @@ class Policy(nn.Module):
         tokens = self.view(image)
         if state is None:
             return self.backbone(tokens)
-        return self.backbone(tokens, state=self.state_norm.normalize(state.float()))  # type: ignore[union-attr]
+        state_z = self.state_norm.normalize(state.float())  # type: ignore[union-attr]
+        if self.config.view.clip is not None:  # bounded like every z-scored input (ViewConfig.clip)
+            state_z = state_z.clamp(-self.config.view.clip, self.config.view.clip)
+        return self.backbone(tokens, state=state_z)
 
     def predict(self, x: Any) -> Tensor:
         """Predictions in target units (metres for end-effector positions)."""
