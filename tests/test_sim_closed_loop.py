@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from rvperceiver.errors import InputError
 from rvperceiver.sim.closed_loop import (
@@ -35,16 +36,15 @@ def _recorded_oracle(episodes, t_pred):
     """A predictor that reads the next t_pred setpoints from the recorded demos (row t+1 = setpoint of step t)."""
     by_seed = {100 + i: episode.extras[SETPOINT_KEY] for i, episode in enumerate(episodes)}
 
-    def run(observation):
-        step = observation["step"]
+    def run(step, seeds):
         chunks = []
-        for seed in observation["seeds"]:
+        for seed in seeds:
             rows = by_seed[int(seed)]
             index = np.minimum(np.arange(step + 1, step + 1 + t_pred), len(rows) - 1)
             chunks.append(rows[index])
         return np.stack(chunks)
 
-    run.needs_frames = False
+    run.uses_episode = True
     return run
 
 
@@ -67,10 +67,10 @@ def test_a_lagging_predictor_does_not_reproduce_the_demos():
     episodes = generate_demos(2, seed=100, image_size=16, tier="fixed-start", episode_steps=30)
     shifted = _recorded_oracle(episodes, 8)
 
-    def lagging(observation):
-        return shifted({**observation, "step": max(0, observation["step"] - 1)})
+    def lagging(step, seeds):
+        return shifted(max(0, step - 1), seeds)
 
-    lagging.needs_frames = False
+    lagging.uses_episode = True
     config = ClosedLoopConfig(tier="fixed-start", episodes=2, seed=100, image_size=16, episode_steps=30)
     result = run_closed_loop(lagging, config, record_paths=True)
     recorded = np.stack([episode.ee[:, :2] for episode in episodes])
@@ -81,11 +81,11 @@ def test_ensembling_averages_overlapping_chunks():
     """A constant predictor gives the same rollout whatever the executor; ensembling queries every step."""
     calls = []
 
-    def constant(observation):
-        calls.append(observation["step"])
-        return np.full((observation["batch"], 4, 3), 0.1)
+    def constant(step, seeds):
+        calls.append(step)
+        return np.full((len(seeds), 4, 3), 0.1)
 
-    constant.needs_frames = False
+    constant.uses_episode = True
     base = dict(episodes=2, seed=7, image_size=16, episode_steps=12, t_pred=4)
     receding = run_closed_loop(constant, ClosedLoopConfig(**base, execute=4))
     assert calls == [0, 4, 8]
@@ -100,15 +100,16 @@ def test_ensembling_averages_overlapping_chunks():
 def test_policy_sees_frames_and_low_dim_of_the_tier():
     seen = {}
 
-    def spy(observation):
-        seen.setdefault("frames", observation["frames"])
-        seen.setdefault("low_dim", observation["low_dim"])
-        return np.zeros((observation["batch"], 8, 2))
+    def spy(batch):
+        seen.setdefault("frames", batch["observation.image"])
+        seen.setdefault("low_dim", batch["observation.state"])
+        return np.zeros((len(batch["observation.image"]), 8, 2))
 
+    spy.uses_state = True
     config = ClosedLoopConfig(tier="arm-hidden", episodes=3, seed=50, image_size=16, episode_steps=4)
     result = run_closed_loop(spy, config)
-    assert seen["frames"].shape == (3, 2, 16, 16, 3) and seen["frames"].dtype == np.uint8
-    assert seen["low_dim"].shape == (3, 4) and seen["low_dim"].dtype == np.float32
+    assert tuple(seen["frames"].shape) == (3, 2, 16, 16, 3) and seen["frames"].dtype == torch.uint8
+    assert tuple(seen["low_dim"].shape) == (3, 2, 4) and seen["low_dim"].dtype == torch.float32
     assert set(result) >= {"success_rate", "strict_success_rate", "ever_within_rate", "median_final_distance"}
     assert len(result["episodes"]) == 3 and all("min_distance" in e for e in result["episodes"])
 

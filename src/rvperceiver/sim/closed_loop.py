@@ -1,15 +1,17 @@
 """Closed-loop evaluation on a task tier: predicted setpoints fed to the demonstrator's own tracker.
 
-A *chunk predictor* maps an observation to the next ``t_pred`` setpoints (``chunk[i]`` = the setpoint for step
-``t + i``, exactly what the demos' ``robot0_eef_setpoint`` windows hold). The evaluator executes the first
-``execute`` of them through the tracker and asks again (receding horizon, as Diffusion Policy executes 8 of 16),
-or, with ``ensemble`` set, asks every step and averages the overlapping chunks' setpoints for the current step
-with ACT's weights ``exp(-m·i)`` (i = 0 the oldest chunk).
+A *chunk predictor* maps an observation window to the next ``t_pred`` setpoints (``chunk[i]`` = the setpoint for
+step ``t + i``, exactly what the demos' ``robot0_eef_setpoint`` windows hold). The policy's own per-step machinery,
+:class:`rvperceiver.model.rollout.ChunkRollout` (the one behind ``Policy.select_action``), turns chunks into one
+setpoint per step: execute the first ``execute`` and predict again (receding horizon, as Diffusion Policy executes
+8 of 16), or, with ``ensemble`` set, predict every step and average the chunks covering it with ACT's weights
+``exp(-m·i)``. Each setpoint goes to the demonstrator's tracker.
 
-All episodes run in lockstep, so a policy answers one batched query per re-planning step for every episode
-instead of one query per episode, and frames are rendered only at the steps some query will look at. Physics runs
-in one render-less Reacher-v5 per episode; a single rendering env (the tier's drawing: hidden arm, target scale)
-is put in each episode's state to take its picture.
+All episodes run in lockstep as one batch (``select_action`` on ``[B, H, W, C]``), so a policy answers one batched
+query per re-planning step for every episode, and frames are rendered only at the steps a query will look at
+(the others are passed as blank frames the policy never sees). Physics runs in one render-less Reacher-v5 per
+episode; a single rendering env (the tier's drawing: hidden arm, target scale) is put in each episode's state to
+take its picture.
 
 References, run by the same loop on the same seeds:
 
@@ -35,6 +37,8 @@ import numpy as np
 import torch
 
 from rvperceiver.errors import InputError
+from rvperceiver.model.rollout import ChunkRollout, RolloutConfig
+from rvperceiver.observation import IMAGE, STATE
 from rvperceiver.sim.expert import MinimumJerkPlanner
 from rvperceiver.sim.kinematics import ArmGeometry
 from rvperceiver.sim.reacher import ENV_ID, EPISODE_STEPS, make_reacher, render_frame
@@ -44,10 +48,11 @@ from rvperceiver.sim.tracker import make_tracker
 LOW_DIM_KEYS: tuple[str, ...] = ("robot0_joint_pos", "robot0_joint_vel")
 """The low-dimensional observation, in this order: arm joint angles then angular velocities (4 values)."""
 
-Observation = dict[str, Any]
-ChunkFn = Callable[[Observation], np.ndarray]
-"""``{"frames": uint8 [B, t_obs, H, W, C] | None, "low_dim": float32 [B, 4], "step": int, "batch": B, "seeds":
-int [B]}`` → setpoints ``[B, t_pred, ≥2]`` in metres."""
+ChunkFn = Callable[[Any], Any]
+"""``{observation.image: uint8 [B, t_obs, H, W, C], observation.state: float32 [B, t_obs, 4]}`` (the batch
+``ChunkRollout`` builds; ``observation.state`` only for a predictor with ``uses_state = True``) → setpoints
+``[B, t_pred, ≥2]`` in metres. A predictor with ``needs_frames = False`` is called with None; one with
+``uses_episode = True`` is called as ``fn(step, seeds)`` instead (references that know the episode, e.g. replays)."""
 
 DEFAULT_EVAL_SEED = 100_000
 
@@ -125,31 +130,23 @@ def constant_chunk_fn(chunk: np.ndarray) -> ChunkFn:
     if fixed.ndim != 2 or fixed.shape[1] < 2 or not np.all(np.isfinite(fixed)):
         raise InputError(f"constant_chunk_fn: chunk must be a finite [t_pred, D>=2] array, got shape {fixed.shape}")
 
-    def run(observation: Observation) -> np.ndarray:
-        return np.broadcast_to(fixed, (observation["batch"], *fixed.shape)).copy()
+    def run(step: int, seeds: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(fixed, (len(seeds), *fixed.shape)).copy()
 
-    run.needs_frames = False  # type: ignore[attr-defined]
+    run.uses_episode = True  # type: ignore[attr-defined]
     return run
 
 
-def policy_chunk_fn(policy: torch.nn.Module, low_dim: bool = False) -> ChunkFn:
-    """Wrap a ``Policy``: frames (and, when ``low_dim``, the joint state) → ``predict`` in metres."""
-    if not hasattr(policy, "predict"):
-        raise InputError(f"policy_chunk_fn: expected an object with a predict() method, got {type(policy).__name__}")
-    first = next(iter(policy.parameters()), None)
-    device = first.device if first is not None else torch.device("cpu")
+def policy_chunk_fn(policy: torch.nn.Module) -> ChunkFn:
+    """A ``Policy``'s ``predict_chunk`` (frames, and the joint state when it was trained with ``state_keys``)."""
+    if not hasattr(policy, "predict_chunk"):
+        raise InputError(f"policy_chunk_fn: expected a Policy with predict_chunk(), got {type(policy).__name__}")
     policy.eval()
 
-    @torch.no_grad()
-    def run(observation: Observation) -> np.ndarray:
-        frames = torch.from_numpy(np.ascontiguousarray(observation["frames"])).to(device)
-        if low_dim:
-            state = torch.from_numpy(np.ascontiguousarray(observation["low_dim"])).to(device)
-            prediction = policy.predict(frames, low_dim=state)
-        else:
-            prediction = policy.predict(frames)
-        return prediction.detach().float().cpu().numpy()
+    def run(batch: Any) -> np.ndarray:
+        return policy.predict_chunk(batch).detach().float().cpu().numpy()
 
+    run.uses_state = getattr(policy, "state_shape", None) is not None  # type: ignore[attr-defined]
     return run
 
 
@@ -158,34 +155,9 @@ def policy_chunk_fn(policy: torch.nn.Module, low_dim: bool = False) -> ChunkFn:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class _Executor:
-    """Turns a stream of chunks into one setpoint per step: receding horizon or temporal ensembling."""
-
-    def __init__(self, config: ClosedLoopConfig, batch: int) -> None:
-        self.config, self.batch = config, batch
-        self.chunks: list[tuple[int, np.ndarray]] = []  # (query step, chunk [B, t_pred, 2])
-
-    def wants_query(self, step: int) -> bool:
-        return self.config.ensemble is not None or step % self.config.execute == 0
-
-    def add(self, step: int, chunk: np.ndarray) -> None:
-        if self.config.ensemble is None:
-            self.chunks = [(step, chunk)]
-        else:
-            self.chunks = [(q, c) for q, c in self.chunks if step - q < self.config.t_pred] + [(step, chunk)]
-
-    def setpoints(self, step: int) -> np.ndarray:
-        if self.config.ensemble is None:
-            query, chunk = self.chunks[-1]
-            return chunk[:, step - query]
-        live = [(q, c) for q, c in self.chunks if 0 <= step - q < self.config.t_pred]
-        weights = np.exp(-self.config.ensemble * np.arange(len(live)))  # i = 0: the oldest chunk
-        stacked = np.stack([c[:, step - q] for q, c in live])  # [chunks, B, 2]
-        return np.tensordot(weights / weights.sum(), stacked, axes=1)
-
-
 def _needed_frame_steps(config: ClosedLoopConfig) -> set[int]:
-    """Steps whose frame some query looks at (a query at step q sees frames q − t_obs + 1 … q)."""
+    """Steps whose frame some query looks at: ``ChunkRollout`` predicts at step 0 and whenever its queue of
+    ``execute`` setpoints runs out (every step when ensembling), and a query at step q sees frames q − t_obs + 1 … q."""
     queries = range(config.episode_steps) if config.ensemble is not None else range(0, config.episode_steps, config.execute)
     return {s for q in queries for s in range(max(0, q - config.t_obs + 1), q + 1)}
 
@@ -228,7 +200,11 @@ def run_closed_loop(
     tier = config.tier_spec()
     planner = MinimumJerkPlanner(config.plan_steps)
     envs = [gym.make(ENV_ID) for _ in seeds]
-    needs_frames = not isinstance(predictor, str) and getattr(predictor, "needs_frames", True)
+    needs_frames = (
+        not isinstance(predictor, str)
+        and not getattr(predictor, "uses_episode", False)
+        and getattr(predictor, "needs_frames", True)
+    )
     camera = make_reacher(config.image_size, tier=tier) if needs_frames else None
     display = make_reacher(config.image_size, tier=get_tier("stock", tier.target_scale)) if strip_path else None
     for env in (camera, display):
@@ -269,10 +245,41 @@ def _run(
     frame_steps = _needed_frame_steps(config) if camera is not None else set()
     strip_steps = set(np.linspace(0, steps, num=11).round().astype(int).tolist()) if display is not None else set()
     strip_rows: list[list[np.ndarray]] = [[] for _ in range(min(strip_episodes, batch))]
-    history: list[np.ndarray | None] = []
-    executor = _Executor(config, batch)
     distances = np.empty((batch, steps + 1))
     paths = np.empty((batch, steps + 1, 2))
+    seeds = np.asarray(config.seeds)
+    now = {"step": 0}
+    uses_state = camera is not None and bool(getattr(predictor, "uses_state", False))
+
+    if predictor == "oracle":
+        def chunk_fn(observation: Any) -> np.ndarray:
+            return plans[:, np.minimum(np.arange(now["step"], now["step"] + config.t_pred), steps - 1)]
+    elif getattr(predictor, "uses_episode", False):
+        def chunk_fn(observation: Any) -> np.ndarray:
+            return predictor(now["step"], seeds)  # type: ignore[operator,misc]
+    else:
+        def chunk_fn(observation: Any) -> np.ndarray:
+            if observation is None:  # a predictor that needs no frames
+                return predictor(None)  # type: ignore[operator]
+            parts = []
+            for start in range(0, batch, config.query_batch):
+                piece = {key: value[start : start + config.query_batch] for key, value in observation.items()}
+                parts.append(predictor(piece))  # type: ignore[operator]
+            return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+
+    def checked_chunk_fn(observation: Any) -> torch.Tensor:
+        return torch.from_numpy(_checked(chunk_fn(observation), batch, config.t_pred, label))
+
+    rollout = ChunkRollout(
+        checked_chunk_fn,
+        config.t_obs,
+        config.t_pred,
+        RolloutConfig(
+            n_action_steps=1 if config.ensemble is not None else config.execute,
+            temporal_ensemble_coeff=config.ensemble,
+        ),
+    )
+    rollout.reset()
 
     def distance_now(step: int) -> np.ndarray:
         paths[:, step] = [e.unwrapped.data.body("fingertip").xpos[:2] for e in envs]
@@ -285,29 +292,28 @@ def _run(
                 copy_state(envs[i], display)
                 row.append(render_frame(display))
 
+    blank = np.zeros((batch, config.image_size, config.image_size, 3), dtype=np.uint8)
     distances[:, 0] = distance_now(0)
     for step in range(steps):
+        now["step"] = step
         snapshot(step)
-        if camera is not None:
-            if step in frame_steps:
-                frames = np.empty((batch, config.image_size, config.image_size, 3), dtype=np.uint8)
-                for i, env in enumerate(envs):
-                    copy_state(env, camera)
-                    frames[i] = render_frame(camera)
-                history.append(frames)
-            else:
-                history.append(None)
         if predictor == "expert":
             setpoints = plans[:, step]
         else:
-            if executor.wants_query(step):
-                if predictor == "oracle":
-                    index = np.minimum(np.arange(step, step + config.t_pred), steps - 1)
-                    chunk = plans[:, index]
-                else:
-                    chunk = _query(predictor, config, history, envs, step, label, np.asarray(config.seeds))
-                executor.add(step, chunk)
-            setpoints = executor.setpoints(step)
+            observation: dict[str, np.ndarray] | None = None
+            if camera is not None:
+                frames = blank
+                if step in frame_steps:
+                    frames = np.empty_like(blank)
+                    for i, env in enumerate(envs):
+                        copy_state(env, camera)
+                        frames[i] = render_frame(camera)
+                observation = {IMAGE: frames}
+                if uses_state:
+                    observation[STATE] = np.stack(
+                        [np.concatenate([e.unwrapped.data.qpos[:2], e.unwrapped.data.qvel[:2]]) for e in envs]
+                    ).astype(np.float32)
+            setpoints = np.asarray(rollout.select_action(observation), dtype=np.float64)[:, :2]
         for env, tracker, setpoint in zip(envs, trackers, setpoints):
             base = env.unwrapped
             env.step(tracker.action(base.model, base.data, setpoint))
@@ -341,31 +347,6 @@ def _run(
     if strip_path is not None and strip_rows:
         result["strip"] = save_strip(Path(strip_path), strip_rows)
     return result
-
-
-def _query(
-    predictor: ChunkFn,
-    config: ClosedLoopConfig,
-    history: list[np.ndarray | None],
-    envs: list[gym.Env],
-    step: int,
-    label: str,
-    seeds: np.ndarray,
-) -> np.ndarray:
-    indices = [max(0, s) for s in range(step - config.t_obs + 1, step + 1)]
-    # [B, t_obs, H, W, C]; before step 0 the first frame repeats. None when the predictor needs no frames.
-    frames = np.stack([history[s] for s in indices], axis=1) if history else None
-    low_dim = np.stack(
-        [np.concatenate([e.unwrapped.data.qpos[:2], e.unwrapped.data.qvel[:2]]) for e in envs]
-    ).astype(np.float32)
-    batch = len(envs)
-    parts = []
-    for start in range(0, batch, config.query_batch):
-        stop = min(batch, start + config.query_batch)
-        observation = {"frames": None if frames is None else frames[start:stop], "low_dim": low_dim[start:stop], "step": step, "batch": stop - start,
-                       "seeds": seeds[start:stop]}
-        parts.append(_checked(predictor(observation), stop - start, config.t_pred, label))
-    return np.concatenate(parts)
 
 
 def save_strip(path: Path, rows: list[list[np.ndarray]]) -> str | None:
