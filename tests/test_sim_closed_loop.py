@@ -130,3 +130,28 @@ def test_bad_input_is_one_clear_line():
         run_closed_loop(lambda o: np.zeros((1, 3, 2)), ClosedLoopConfig(episodes=1, image_size=16, episode_steps=2))
     with pytest.raises(InputError, match="NaN"):
         run_closed_loop(lambda o: np.full((1, 8, 2), np.nan), ClosedLoopConfig(episodes=1, image_size=16, episode_steps=2))
+
+
+@pytest.mark.slow
+def test_cli_generate_train_and_closed_loop_on_arm_hidden(tmp_path):
+    """The study's per-row commands: sim generate --tier, train with the joint state, sim eval --tier."""
+    import json
+
+    from rvperceiver.cli import main
+
+    data = tmp_path / "demos.hdf5"
+    assert main(["sim", "generate", "--tier", "arm-hidden", "--episodes", "3", "--seed", "0", "--image-size", "16",
+                 "--valid-fraction", "0.34", "--out", str(data), "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "data.path=" + str(data), "data.ee_key=robot0_eef_setpoint",
+                 "data.state_keys=[robot0_joint_pos,robot0_joint_vel]", "data.t_obs=1", "data.t_pred=4",
+                 "policy.backbone=cnn", "policy.view.token_mode=pixel", "policy.view.pre_norm=zscore", "steps=2",
+                 "batch_size=4", "eval_every=2", "checkpoint_every=2", "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "closed.json"
+    assert main(["sim", "eval", "--checkpoint", str(run), "--tier", "trained", "--episodes", "2", "--seed", "100000",
+                 "--execute", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["settings"]["tier"] == "arm-hidden" and len(result["episodes"]) == 2
+    assert result["references"]["oracle"]["success_rate"] == 1.0
+    # Evaluation seeds inside the training range: one clear line, exit status 2.
+    assert main(["sim", "eval", "--checkpoint", str(run), "--tier", "arm-hidden", "--episodes", "2", "--seed", "1"]) == 2

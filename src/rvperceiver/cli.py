@@ -180,6 +180,7 @@ def cmd_sim_generate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         target_render_scale=args.target_render_scale,
+        tier=args.tier,
     )
     print(json.dumps(stats, indent=2, default=_json_default))
     return 0
@@ -193,6 +194,26 @@ def cmd_sim_eval(args: argparse.Namespace) -> int:
         _refuse_existing(args.out, args.overwrite)  # before minutes of rollouts, not after them
     if args.strip is not None:
         _refuse_existing(args.strip, args.overwrite)
+    if args.tier is not None or args.execute is not None or args.ensemble is not None:
+        from rvperceiver.sim.closed_loop import evaluate_checkpoint
+
+        metrics = evaluate_checkpoint(
+            args.checkpoint,
+            tier=None if args.tier in (None, "trained") else args.tier,
+            episodes=args.episodes,
+            seed=args.seed,
+            execute=args.execute if args.execute is not None else args.replan_every,
+            ensemble=args.ensemble,
+            strip_path=args.strip,
+            device=args.device,
+        )
+        _write_json(args.out, metrics, args.overwrite, echo=args.json)
+        if not args.json:
+            print(f"closed loop on {metrics['settings']['tier']}: success within 2 cm {metrics['success_rate']:.1%}, "
+                  f"within 1 cm {metrics['strict_success_rate']:.1%}, median final distance "
+                  f"{1000 * metrics['median_final_distance']:.1f} mm (oracle "
+                  f"{metrics.get('references', {}).get('oracle', {}).get('success_rate', float('nan')):.1%})")
+        return 0
     metrics = simulate_checkpoint(
         args.checkpoint,
         episodes=args.episodes,
@@ -213,9 +234,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import main_experiment
 
     out = Path(args.out)
-    if args.profile == "long" and args.name != "bc":
+    if args.profile == "standard" and args.name != "bc":
         raise RVPerceiverError(
-            f"profile 'long' exists only for the bc experiment; {args.name} takes --profile quick or full"
+            f"profile 'standard' exists only for the bc experiment; {args.name} takes --profile quick or full"
         )
     if _holds_results_of(out, args.name) and not args.overwrite:
         raise RVPerceiverError(
@@ -389,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of demos written to the file's mask/valid (training uses it as the split)")
     g.add_argument("--target-render-scale", type=float, default=1.0,
                    help="draw the target sphere this many times larger (visual only; the physics is unchanged)")
+    g.add_argument("--tier", default="stock",
+                   help="task tier: stock, fixed-start or arm-hidden (rvperceiver.sim.tiers; default: stock)")
     g.add_argument("--out", required=True, metavar="FILE", help="FILE.hdf5")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (otherwise it is refused)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -402,6 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--replan-every", type=int, default=4,
                    help="query the policy every this many steps (1 … t_pred); in between the controller follows "
                    "the last predicted chunk")
+    e.add_argument("--tier", default=None,
+                   help="closed loop of setpoint demos through their tracker: 'trained' (the demos' tier) or a tier "
+                   "name (default: the earlier DLS-controller loop)")
+    e.add_argument("--execute", type=int, default=None,
+                   help="with --tier: setpoints executed per predicted chunk (receding horizon; default --replan-every)")
+    e.add_argument("--ensemble", type=float, default=None,
+                   help="with --tier: temporal ensembling with weights exp(-m*i) instead of the receding horizon")
     e.add_argument("--demos", default=None, metavar="FILE",
                    help="held-out demos (.hdf5) for the offline per-step EE error (default: not computed)")
     e.add_argument("--strip", default=None, metavar="PNG",
@@ -415,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "experiment", "the seed's studies (tiny-difference, frequency-shift, theory) and the "
                 "Reacher behaviour-cloning comparison (bc)")
     p.add_argument("name", choices=("tiny-difference", "frequency-shift", "theory", "bc"), help="which study")
-    p.add_argument("--profile", choices=("quick", "long", "full"), default="quick",
-                   help="quick: sized for 2 CPU cores; long: bc only (quick's demos and model, 5x the steps, plus a "
-                   "patch-token Perceiver); full: sized for a GPU")
+    p.add_argument("--profile", choices=("quick", "standard", "full"), default="quick",
+                   help="quick: sized for 2 CPU cores (bc: CI-sized); standard: bc only (the README's table, about an "
+                   "hour on 2 shared CPU cores); full: sized for a GPU")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, report.md and plots")
     p.add_argument("--work", default=None, metavar="DIR",

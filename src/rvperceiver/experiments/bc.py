@@ -1,22 +1,24 @@
-"""The behaviour-cloning study in simulation: does the spectral view make a Perceiver policy work on Reacher?
+"""The behaviour-cloning study on Reacher: which input view lets a Perceiver policy reach, tier by tier?
 
-One call, :func:`run_bc_study`, does everything from nothing:
+One call, :func:`run_bc_study`, does everything from nothing, as the sequence of CLI commands that
+:func:`study_commands` prints (so any row can be rerun alone):
 
-1. generate the scripted expert's demos (training file and a separate held-out test file) unless they exist;
-2. train, on the same demos and for the same number of gradient steps, each learned model:
-   a Perceiver on raw scalar tokens (identity view, z-scored per token), the same Perceiver on the seed's Fourier
-   view (centre → packed rfft over the flat token axis → z-score per bin), and a small spatial-softmax CNN; the
-   ``long`` and ``full`` profiles add the same Perceiver on raw 4×4 patch tokens, a diagnostic that separates "the
-   Perceiver fails on these frames" from "scalar tokenisation fails on these frames";
-3. let the seed's adaptive rule choose raw or Fourier on the training split. Its two candidates are exactly the
-   two forced views above, so the "adaptive" row *is* one of those runs; it is reported as such (with the
-   participation ratios that decided it) instead of training an identical model twice;
-4. score every model offline (validation NMSE and collapse verdict, held-out per-step end-effector error) and in
-   closed loop (fingertip within 1 cm of the target after 50 steps, on seeds that no demo used), next to the
-   expert, the mean-trajectory predictor and the perfect-predictor ceiling of the same controller;
-5. write ``results.json`` (everything, per seed and per episode) and ``report.md`` (the table).
+1. per task tier (:mod:`rvperceiver.sim.tiers`), generate the scripted expert's demos: frames, the setpoints the
+   tracker received (``robot0_eef_setpoint``, the training target) and, on ``arm-hidden``, the joint state as a
+   low-dim observation;
+2. score the references on the evaluation seeds (never training seeds): the expert, the oracle (the expert's own
+   future setpoints through the same receding horizon) and the mean predictor (the mean training chunk);
+3. let the seed's adaptive rule pick raw or Fourier on each tier's training split; the "adaptive" row *is* the
+   run of the view it picked, reported as such;
+4. train every (tier, model) cell of the profile on every training seed; the learning rate is constant after
+   warm-up, so the policy after ``b`` steps of a longer run is exactly the policy of a ``b``-step run (same data
+   order, same weights): each budget is a stop of one run, scored there;
+5. at each budget: validation NMSE and the closed loop on the 200 evaluation seeds (success within 2 cm at the last
+   step, within 1 cm, ever within 2 cm, final distances), paired across models;
+6. write ``results.json`` (everything, per episode), ``report.md`` (tables with Wilson intervals, McNemar tests,
+   the pre-registered decision rule's verdict) and the pictures.
 
-The numbers are whatever the run measures: nothing here decides in advance which model should win.
+The numbers are whatever the run measures: the decision rule is in ``bc_stats.py`` and the README, written before.
 """
 
 from __future__ import annotations
@@ -30,208 +32,218 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from rvperceiver.data.formats import open_episodes
 from rvperceiver.data.loading import load_windows
-from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import ConfigError, DataError
-from rvperceiver.experiments.bc_models import (
-    CNN_VIEW,
-    FOURIER_VIEW,
-    MODELS,
-    PATCH_MODEL,
-    PATCH_VIEW,
-    RAW_VIEW,
-    TRAIN_ORDER,
-)
+from rvperceiver.experiments.bc_models import MODEL_LABELS, MODEL_VIEWS, MODELS, backbone_of
 from rvperceiver.experiments.bc_report import render_report, summarise
-from rvperceiver.train.config import TrainConfig, from_dict, to_dict, to_yaml
-from rvperceiver.train.loop import evaluate
-from rvperceiver.train.metrics import collapse_verdict, nmse, spread_ratio
-from rvperceiver.train.run import (
-    VIEW_CHOICE_FILE,
-    choose_view_for_windows,
-    train_from_config,
-)
+from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text
 
-__all__ = [
-    "BCProfile",
-    "MODELS",
-    "PATCH_MODEL",
-    "PROFILES",
-    "get_bc_profile",
-    "learned_models",
-    "render_report",
-    "run_bc_study",
-]
+__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "run_bc_study", "study_commands"]
 
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
+SETPOINT_KEY = "robot0_eef_setpoint"
+STATE_KEYS = ("robot0_joint_pos", "robot0_joint_vel")
 
 
 @dataclass(frozen=True)
 class BCProfile:
-    """Sizes of one study. ``quick`` fits ~45 minutes on 2 shared CPU cores, ``long`` is quick with five times
-    the steps plus the patch-token row (for 2 idle cores); ``full`` is meant for a GPU.
+    """Sizes of one study.
 
-    ``perceiver`` and ``cnn`` are override mappings for the backbones' configs; ``steps`` and ``batch_size`` are
-    the same for every learned model, so they all see the same number of examples. ``patch_perceiver`` adds the
-    Perceiver on raw patch tokens (same backbone settings as the scalar-token Perceivers).
+    ``cells`` lists the (tier, model) pairs trained, cheapest first; every cell is trained on every seed and
+    scored at every budget in ``budgets`` (stops of one run). ``perceiver`` and ``cnn`` override the backbones'
+    configs; ``steps`` per budget and ``batch_size`` are the same for every model. ``cut`` says, in words, what
+    a profile leaves out of the issue's full grid and why.
     """
 
     name: str
+    tiers: tuple[str, ...]
+    cells: tuple[tuple[str, str], ...]
+    budgets: tuple[int, ...]
+    seeds: tuple[int, ...]
     n_demos: int
     n_test_demos: int
     t_obs: int
     t_pred: int
-    steps: int
+    execute: int
     batch_size: int
-    seeds: tuple[int, ...]
     perceiver: dict[str, Any]
     cnn: dict[str, Any]
     perceiver_lr: float = 5e-4
     cnn_lr: float = 1e-3
     warmup_steps: int = 50
-    eval_episodes: int = 50
+    eval_episodes: int = 200
     eval_seed: int = 100_000
     demo_seed: int = 0
     test_seed: int = 200_000
-    replan_every: int = 4
     image_size: int = 64
     valid_fraction: float = 0.1
     torch_threads: int | None = None
     strip_episodes: int = 4
-    episode_steps: int | None = None  # None = the simulator's default episode length (demos only)
-    patch_perceiver: bool = False
+    episode_steps: int = 50
+    cut: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from rvperceiver.sim.tiers import get_tier
+
+        for tier in self.tiers:
+            get_tier(tier)
+        for tier, model in self.cells:
+            if tier not in self.tiers:
+                raise ConfigError(f"bc profile {self.name!r}: cell ({tier}, {model}) names a tier not in tiers {self.tiers}")
+            if model not in MODEL_VIEWS:
+                raise ConfigError(f"bc profile {self.name!r}: unknown model {model!r}; expected one of {', '.join(MODEL_VIEWS)}")
+        if not self.budgets or list(self.budgets) != sorted(set(self.budgets)):
+            raise ConfigError(f"bc profile {self.name!r}: budgets must be increasing and distinct, got {self.budgets}")
+        if not self.seeds:
+            raise ConfigError(f"bc profile {self.name!r}: seeds is empty; give at least one training seed")
 
 
-_QUICK = BCProfile(
-    name="quick",
-    n_demos=200,
-    n_test_demos=20,
-    t_obs=2,
-    t_pred=8,
-    steps=300,
-    batch_size=16,
-    seeds=(0,),
-    # Much smaller than the default 64 x 128 Perceiver so that two runs fit on 2 shared CPU cores: with 64
-    # latent channels a step took 2.4 s under the load measured on 2026-11-26 (600 steps = 24 min per run),
-    # and 3 s with 32 channels once the load reached 7 (hence 300 steps).
-    perceiver={"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
-    cnn={},
-    torch_threads=2,
-)
+_SMALL_PERCEIVER = {"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6}
+_ALL_TIERS = ("stock", "fixed-start", "arm-hidden")
+_ALL_MODELS = ("cnn", "patch_perceiver", "raw_perceiver", "fourier_perceiver")
 
 PROFILES: dict[str, BCProfile] = {
-    "quick": _QUICK,
-    # quick's demos (so a --work directory holding them is reused) and model, trained five times longer, plus the
-    # patch-token Perceiver. 1500 steps of batch 16 = 24,000 examples, about 3.3 epochs of the 7,380 windows.
-    "long": dataclasses.replace(_QUICK, name="long", steps=1500, patch_perceiver=True),
+    # CI-sized: every stage of the study on a few episodes (a CPU test runs it).
+    "quick": BCProfile(
+        name="quick",
+        tiers=("fixed-start", "arm-hidden"),
+        cells=(
+            ("fixed-start", "cnn"),
+            ("arm-hidden", "cnn"),
+            ("arm-hidden", "raw_perceiver"),
+            ("arm-hidden", "fourier_perceiver"),
+        ),
+        budgets=(20, 60),
+        seeds=(0,),
+        n_demos=20,
+        n_test_demos=4,
+        t_obs=1,
+        t_pred=8,
+        execute=4,
+        batch_size=8,
+        perceiver={"num_latents": 8, "latent_channels": 16, "self_heads": 2, "self_layers_per_block": 1, "num_bands": 4},
+        cnn={},
+        warmup_steps=10,
+        eval_episodes=20,
+        torch_threads=2,
+        cut="CI size: 20 demos, budgets 20/60 steps, one seed, 20 evaluation episodes, two tiers; no stock tier, "
+        "no patch-token Perceiver. It checks the pipeline, not the models.",
+    ),
+    # The README's table on 2 shared CPU cores in about an hour: the seed's claim (arm-hidden, raw vs Fourier) at
+    # two budgets over three seeds, and the CNN baseline on fixed-start and arm-hidden.
+    "standard": BCProfile(
+        name="standard",
+        tiers=_ALL_TIERS,
+        cells=(
+            ("fixed-start", "cnn"),
+            ("arm-hidden", "cnn"),
+            ("arm-hidden", "raw_perceiver"),
+            ("arm-hidden", "fourier_perceiver"),
+        ),
+        budgets=(300, 1500),
+        seeds=(0, 1, 2),
+        n_demos=200,
+        n_test_demos=20,
+        t_obs=1,
+        t_pred=8,
+        execute=4,
+        batch_size=16,
+        perceiver=_SMALL_PERCEIVER,
+        cnn={},
+        torch_threads=2,
+        cut="Cut to fit about an hour on 2 shared CPU cores: budgets 300 and 1500 (not 5000); the Perceivers only on "
+        "arm-hidden, the tier the seed's claim is decided on; the CNN on fixed-start and arm-hidden; no learned "
+        "model on stock and no patch-token Perceiver (references only there); a 32-latent x 32-channel Perceiver; "
+        "one observed frame (12,288 scalar tokens, the seed's number).",
+    ),
+    # Every cell of the issue's grid; written for a GPU, not run on the CPU.
     "full": BCProfile(
         name="full",
+        tiers=_ALL_TIERS,
+        cells=tuple((tier, model) for tier in _ALL_TIERS for model in _ALL_MODELS),
+        budgets=(300, 1500, 5000),
+        seeds=(0, 1, 2),
         n_demos=1000,
         n_test_demos=50,
-        t_obs=2,
+        t_obs=1,
         t_pred=8,
-        steps=5000,
+        execute=4,
         batch_size=32,
-        seeds=(0, 1, 2),
         perceiver={},
         cnn={},
         perceiver_lr=3e-4,
         warmup_steps=200,
-        eval_episodes=100,
-        patch_perceiver=True,
+        cut="none: every tier x model x budget x seed (for a GPU)",
     ),
 }
 
 
-def learned_models(profile: BCProfile) -> tuple[str, ...]:
-    """The models this profile trains, in training order (the adaptive row is not trained separately)."""
-    return tuple(m for m in TRAIN_ORDER if m != PATCH_MODEL or profile.patch_perceiver)
-
-
 def get_bc_profile(name: str) -> BCProfile:
     if name not in PROFILES:
-        raise ConfigError(f"unknown bc profile {name!r}; available: {', '.join(PROFILES)}")
+        raise ConfigError(f"unknown bc profile {name!r}; expected one of {', '.join(PROFILES)}")
     return PROFILES[name]
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------------------------
+def _tier_uses_state(tier: str) -> bool:
+    from rvperceiver.sim.tiers import get_tier
 
-
-def _ensure_demos(path: Path, n_episodes: int, seed: int, profile: BCProfile, valid_fraction: float, progress: bool) -> dict[str, Any]:
-    """Generate the demo file unless it exists; an existing file must have been made with the same settings."""
-    from rvperceiver.sim.generate import generate_to_file
-
-    if path.exists():
-        info = (open_episodes(path).meta.get("env_args") or {}).get("rvperceiver") or {}
-        made_with = (info.get("seed"), info.get("n_episodes"))
-        if made_with != (seed, n_episodes):
-            raise DataError(
-                f"{path} exists but was made with (seed, episodes) = {made_with}, this study needs {(seed, n_episodes)}; "
-                f"delete it or use another output directory"
-            )
-        return {"path": str(path), "episodes": n_episodes, "seed": seed, "reused": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {}
-    if profile.episode_steps is not None:
-        kwargs["episode_steps"] = profile.episode_steps
-    stats = generate_to_file(
-        path, n_episodes, seed, image_size=profile.image_size, valid_fraction=valid_fraction, progress=progress, **kwargs
-    )
-    return {**stats, "seed": seed, "reused": False}
+    return get_tier(tier).low_dim
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Configs
+# Paths, configs and the commands that reproduce each row
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _model_config(model: str, profile: BCProfile, data_path: Path, seed: int, out_dir: Path) -> TrainConfig:
-    """The full TrainConfig of one learned model (written next to its run, so `rvperceiver train` can redo it)."""
-    if model == "cnn":
-        view, backbone, lr = CNN_VIEW, "cnn", profile.cnn_lr
-    else:
-        views = {"raw_perceiver": RAW_VIEW, "spectral_fourier": FOURIER_VIEW, PATCH_MODEL: PATCH_VIEW}
-        if model not in views:
-            raise ConfigError(f"bc study: unknown model {model!r}; expected one of {', '.join(TRAIN_ORDER)}")
-        view, backbone = views[model], "perceiver"
-        lr = profile.perceiver_lr
+def _data_path(work: Path, tier: str, test: bool = False) -> Path:
+    return work / "data" / tier / (TEST_FILE if test else TRAIN_FILE)
+
+
+def _run_dir(work: Path, tier: str, model: str, seed: int) -> Path:
+    return work / "runs" / tier / f"{model}_seed{seed}"
+
+
+def _model_config(tier: str, model: str, profile: BCProfile, data_path: Path, seed: int, out_dir: Path) -> TrainConfig:
+    """The TrainConfig of one cell (``steps`` = the largest budget; a budget ``b`` is ``steps=b``)."""
+    backbone = backbone_of(model)
+    lr = profile.cnn_lr if backbone == "cnn" else profile.perceiver_lr
+    last = profile.budgets[-1]
     raw = {
         "data": {
             "path": str(data_path),
+            "ee_key": SETPOINT_KEY,
+            "state_keys": list(STATE_KEYS) if _tier_uses_state(tier) else [],
             "t_obs": profile.t_obs,
             "t_pred": profile.t_pred,
             "valid_fraction": profile.valid_fraction,
         },
         "policy": {
-            "view": dict(view),
+            "view": dict(MODEL_VIEWS[model]),
             "backbone": backbone,
             "perceiver": {**profile.perceiver, "output_steps": profile.t_pred, "output_channels": 3},
             "cnn": {**profile.cnn, "output_steps": profile.t_pred, "output_channels": 3},
             "target_norm": "zscore",
         },
         "optim": {"name": "adam", "lr": lr, "betas": [0.9, 0.999], "grad_clip": 1.0},
-        "schedule": {"warmup_steps": min(profile.warmup_steps, max(0, profile.steps - 1)), "min_lr_ratio": 0.1},
-        "steps": profile.steps,
+        # Constant after warm-up, so the policy after b steps is the same whatever the total: budgets are stops.
+        "schedule": {"warmup_steps": min(profile.warmup_steps, max(0, profile.budgets[0] - 1)), "min_lr_ratio": 1.0},
+        "steps": last,
         "batch_size": profile.batch_size,
-        # Evaluate (on the whole validation split) and checkpoint once, at the end: mid-run evaluations cost
-        # CPU time the study does not have, and the last checkpoint is the one scored.
-        "eval_every": profile.steps,
+        "eval_every": last,
         "eval_batches": 0,
-        "checkpoint_every": profile.steps,
-        "log_every": max(1, min(25, profile.steps)),
+        "checkpoint_every": last,
+        "log_every": max(1, min(25, last)),
         "seed": seed,
         "device": "auto",
         "amp": True,
@@ -241,63 +253,180 @@ def _model_config(model: str, profile: BCProfile, data_path: Path, seed: int, ou
     return from_dict(raw)
 
 
+def study_commands(profile: BCProfile, work: Path, seeds: Sequence[int]) -> list[dict[str, str]]:
+    """Every step of the study as a CLI command (what one row needs, in order)."""
+    commands: list[dict[str, str]] = []
+    scale_arg = ""
+    for tier in profile.tiers:
+        data, test = _data_path(work, tier), _data_path(work, tier, test=True)
+        commands.append({
+            "what": f"{tier}: demos",
+            "command": f"rvperceiver sim generate --tier {tier} --episodes {profile.n_demos} --seed {profile.demo_seed} "
+            f"--image-size {profile.image_size} --valid-fraction {profile.valid_fraction}{scale_arg} --out {data}",
+        })
+        commands.append({
+            "what": f"{tier}: held-out demos",
+            "command": f"rvperceiver sim generate --tier {tier} --episodes {profile.n_test_demos} --seed {profile.test_seed} "
+            f"--image-size {profile.image_size} --valid-fraction 0{scale_arg} --out {test}",
+        })
+    for seed in seeds:
+        for tier, model in profile.cells:
+            run = _run_dir(work, tier, model, seed)
+            for budget in profile.budgets:
+                budget_dir = run / f"steps{budget}"
+                commands.append({
+                    "what": f"{tier} / {model} / seed {seed} / {budget} steps: train",
+                    "command": f"rvperceiver train --config {run / 'config.yaml'} steps={budget} eval_every={budget} "
+                    f"checkpoint_every={budget} --out {budget_dir}",
+                })
+                commands.append({
+                    "what": f"{tier} / {model} / seed {seed} / {budget} steps: validation NMSE",
+                    "command": f"rvperceiver eval --checkpoint {budget_dir} --data {_data_path(work, tier)} --split valid",
+                })
+                commands.append({
+                    "what": f"{tier} / {model} / seed {seed} / {budget} steps: closed loop",
+                    "command": f"rvperceiver sim eval --checkpoint {budget_dir} --tier {tier} --episodes "
+                    f"{profile.eval_episodes} --seed {profile.eval_seed} --execute {profile.execute} --out "
+                    f"{budget_dir / 'closed_loop.json'}",
+                })
+    return commands
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# Scoring
+# Stages
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def _offline_scores(policy: torch.nn.Module, dataset: WindowDataset, batch_size: int) -> dict[str, Any]:
-    """Per-step EE error (metres, mean Euclidean over every step of every window), NMSE, spread and verdict.
+def _ensure_demos(path: Path, tier: str, n_episodes: int, seed: int, profile: BCProfile, valid_fraction: float,
+                  progress: bool) -> dict[str, Any]:
+    """Generate the demo file unless it exists; an existing file must have been made with the same settings."""
+    from rvperceiver.sim.generate import generate_to_file
 
-    Same quantity as :func:`rvperceiver.sim.evaluate.offline_ee_error`, computed in batches.
-    """
-    device = next(policy.parameters()).device
-    predictions, targets = [], []
-    for frames, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        predictions.append(policy.predict(frames.to(device)).float().cpu())
-        targets.append(target.float())
-    return _scores(torch.cat(predictions), torch.cat(targets))
-
-
-def _scores(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-    error = float(torch.linalg.vector_norm(prediction.double() - target.double(), dim=-1).mean())
-    n, s = nmse(prediction, target), spread_ratio(prediction, target)
-    return {"ee_error_m": error, "nmse": n, "spread": s, "verdict": collapse_verdict(n, s), "windows": int(target.shape[0])}
-
-
-def _closed_loop_summary(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("success_rate", "mean_final_distance", "median_final_distance", "episodes")
-    return {k: report[k] for k in keys if k in report}
+    if path.exists():
+        info = (open_episodes(path).meta.get("env_args") or {}).get("rvperceiver") or {}
+        made_with = (info.get("seed"), info.get("n_episodes"), (info.get("tier") or {}).get("name"))
+        if made_with != (seed, n_episodes, tier):
+            raise DataError(
+                f"{path} exists but was made with (seed, episodes, tier) = {made_with}, this study needs "
+                f"{(seed, n_episodes, tier)}; delete it or use another work directory"
+            )
+        return {"path": str(path), "episodes": n_episodes, "seed": seed, "tier": tier, "reused": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stats = generate_to_file(
+        path, n_episodes, seed, image_size=profile.image_size, valid_fraction=valid_fraction, progress=progress,
+        tier=tier, episode_steps=profile.episode_steps,
+    )
+    return {**stats, "seed": seed, "reused": False}
 
 
-def _closed_loop(
-    policy_fn: Any,
-    profile: BCProfile,
-    train_seeds: range,
-    target_render_scale: float,
-    references: bool,
-    strip: Path | None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    from rvperceiver.sim.evaluate import closed_loop_eval
+def _closed_loop_config(profile: BCProfile, tier: str) -> Any:
+    from rvperceiver.sim.closed_loop import ClosedLoopConfig
 
-    return closed_loop_eval(
-        policy_fn,
-        n_episodes=profile.eval_episodes,
+    return ClosedLoopConfig(
+        tier=tier,
+        episodes=profile.eval_episodes,
         seed=profile.eval_seed,
         t_obs=profile.t_obs,
         t_pred=profile.t_pred,
-        replan_every=profile.replan_every,
+        execute=profile.execute,
         image_size=profile.image_size,
-        train_seeds=train_seeds,
-        expert_reference=references,
-        oracle_reference=references,
-        target_render_scale=target_render_scale,
-        save_strip=strip,
-        strip_episodes=profile.strip_episodes,
-        progress=progress,
+        episode_steps=profile.episode_steps,
     )
+
+
+def _compact(result: dict[str, Any]) -> dict[str, Any]:
+    """A closed-loop result as stored: summary numbers plus per-episode final/min distances (not the settings)."""
+    keep = ("success_rate", "strict_success_rate", "ever_within_rate", "median_final_distance", "mean_final_distance")
+    out = {k: result[k] for k in keep}
+    out["final_distance"] = [round(e["final_distance"], 6) for e in result["episodes"]]
+    out["min_distance"] = [round(e["min_distance"], 6) for e in result["episodes"]]
+    if result.get("strip"):
+        out["strip"] = result["strip"]
+    return out
+
+
+def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range) -> dict[str, Any]:
+    from rvperceiver.sim.closed_loop import constant_chunk_fn, run_closed_loop
+
+    config = _closed_loop_config(profile, tier)
+    targets = windows.train.targets_array()
+    mean_chunk = targets.astype(np.float64).mean(axis=0)
+    return {
+        "expert": _compact(run_closed_loop("expert", config, train_seeds=train_seeds, label="expert")),
+        "oracle": _compact(run_closed_loop("oracle", config, train_seeds=train_seeds, label="oracle")),
+        "mean_predictor": _compact(
+            run_closed_loop(constant_chunk_fn(mean_chunk), config, train_seeds=train_seeds, label="mean predictor")
+        ),
+    }
+
+
+def _adaptive(windows: Any) -> dict[str, Any]:
+    from rvperceiver.experiments.bc_models import FOURIER_VIEW, RAW_VIEW
+    from rvperceiver.train.run import choose_view_for_windows
+
+    start = time.perf_counter()
+    choice = choose_view_for_windows(windows.train, "scalar", 4)
+    view = dataclasses.asdict(choice.view)
+    picked = {k: view[k] for k in RAW_VIEW}
+    same = "raw_perceiver" if picked == RAW_VIEW else "fourier_perceiver" if picked == FOURIER_VIEW else None
+    if same is None:  # not reachable with the default candidates; kept so a change there fails loudly
+        raise ConfigError(f"bc study: the adaptive rule chose a view that is neither forced view: {picked}")
+    return {"chosen": choice.chosen, "statistics": choice.statistics, "reason": choice.reason, "same_run_as": same,
+            "seconds": time.perf_counter() - start}
+
+
+def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path, out: Path, first_seed: int,
+                train_seeds: range, windows: Any, log: Any, progress: bool) -> dict[str, Any]:
+    """Train one cell through every budget; at each stop score validation NMSE and the closed loop."""
+    from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
+    from rvperceiver.train.evaluate import evaluate
+    from rvperceiver.train.loop import train
+
+    run_dir = _run_dir(work, tier, model, seed)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    config = _model_config(tier, model, profile, _data_path(work, tier), seed, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", to_yaml(config))
+    record: dict[str, Any] = {"tier": tier, "model": model, "seed": seed, "run_dir": str(run_dir), "budgets": {}}
+    train_wall = 0.0
+    for index, budget in enumerate(profile.budgets):
+        log(f"train {tier}/{model} seed {seed}: to {budget} steps")
+        start = time.perf_counter()
+        result = train(
+            config, windows.train, windows.valid, out_dir=run_dir, resume=index > 0, progress=progress,
+            stop_at_step=budget,
+        )
+        train_wall += time.perf_counter() - start
+        policy = result.policy.eval()
+        record["parameters"] = int(sum(p.numel() for p in policy.parameters()))
+        score_start = time.perf_counter()
+        valid = evaluate(policy, windows.valid, dataclasses.replace(config, eval_batches=0))
+        strip = None
+        if seed == first_seed and budget == profile.budgets[-1]:
+            strip = out / "strips" / f"{tier}_{model}.png"
+        closed = run_closed_loop(
+            policy_chunk_fn(policy), _closed_loop_config(profile, tier), train_seeds=train_seeds,
+            strip_path=strip, strip_episodes=profile.strip_episodes, label=model,
+        )
+        compact = _compact(closed)
+        if compact.get("strip"):
+            compact["strip"] = str(Path(compact["strip"]).relative_to(out))
+        losses = result.train_losses
+        record["budgets"][str(budget)] = {
+            "steps": result.step,
+            "train_wall_s": train_wall,
+            "score_wall_s": time.perf_counter() - score_start,
+            "train_loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])) if losses else None,
+            "valid": valid.to_dict() if valid is not None else {},
+            "closed_loop": compact,
+        }
+        log(
+            f"  {tier}/{model} seed {seed} @ {budget}: success(2 cm) {closed['success_rate']:.3f}, 1 cm "
+            f"{closed['strict_success_rate']:.3f}, valid NMSE {record['budgets'][str(budget)]['valid'].get('nmse', float('nan')):.3f} "
+            f"({train_wall:.0f} s training so far)"
+        )
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -323,19 +452,17 @@ def _machine() -> dict[str, Any]:
 
 def run_bc_study(
     profile: str | BCProfile = "quick",
-    out_dir: str | os.PathLike[str] = "results/bc",
+    out_dir: str | os.PathLike[str] = "results/bc_quick",
     seeds: Sequence[int] | None = None,
     *,
     work_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run the behaviour-cloning comparison and write ``results.json`` and ``report.md`` in ``out_dir``.
+    """Run the study and write ``results.json``, ``report.md``, ``commands.md`` and the pictures in ``out_dir``.
 
-    Heavy intermediate files (demos, run directories with checkpoints) go under ``work_dir`` (default
-    ``out_dir/work``); the small outputs worth keeping (results, report, rollout strips) sit at the top of
-    ``out_dir``. Existing demo files are reused when they were made with the same settings. Paths are made
-    absolute first, so nothing breaks if the working directory changes during the hour-long run. Returns the
-    results (as written to JSON).
+    Heavy files (demos, checkpoints) go under ``work_dir`` (default ``out_dir/work``). ``results.json`` and the
+    report are rewritten after every trained cell, so a study cut short keeps what finished
+    (``"complete": false``). Returns the results as written.
     """
     prof = get_bc_profile(profile) if isinstance(profile, str) else profile
     run_seeds = tuple(int(s) for s in (seeds if seeds is not None else prof.seeds))
@@ -346,151 +473,85 @@ def run_bc_study(
     shown_out = Path(out_dir)
     out = shown_out.resolve()
     work = Path(work_dir).resolve() if work_dir is not None else out / "work"
-    strips = out / "strips"
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = _Log(progress)
+    commands = study_commands(prof, work, run_seeds)
+    atomic_write_text(out / "commands.md", "".join(f"- {c['what']}:\n  `{c['command']}`\n" for c in commands))
 
-    # 1. Demos.
-    train_path, test_path = work / "data" / TRAIN_FILE, work / "data" / TEST_FILE
-    log(f"demos: {prof.n_demos} training episodes -> {train_path}")
-    data_info = {
-        "train": _ensure_demos(train_path, prof.n_demos, prof.demo_seed, prof, prof.valid_fraction, progress),
-        "test": _ensure_demos(test_path, prof.n_test_demos, prof.test_seed, prof, 0.0, progress),
-    }
-    from rvperceiver.sim.evaluate import constant_policy_fn, mean_target_trajectory
-    from rvperceiver.sim.generate import training_seed_range
-
-    episodes = open_episodes(train_path)
-    env_args = episodes.meta.get("env_args") or {}
-    train_seeds = training_seed_range(env_args)
-    render_scale = float(env_args["rvperceiver"].get("target_render_scale", 1.0))
-    test_set = WindowDataset(list(open_episodes(test_path)), prof.t_obs, prof.t_pred)
-    windows = load_windows(train_path, t_obs=prof.t_obs, t_pred=prof.t_pred, valid_fraction=prof.valid_fraction)
-    data_info["train_windows"], data_info["valid_windows"] = len(windows.train), len(windows.valid or [])
-    data_info["test_windows"] = len(test_set)
-
-    # 2. The adaptive rule's choice, on the training split only (as `view_choice: adaptive` does in training).
-    log("adaptive view choice on the training split")
-    choice_start = time.perf_counter()
-    choice = choose_view_for_windows(windows.train, "scalar", 4, progress=progress)
-    adaptive = {
-        "chosen": choice.chosen,
-        "statistics": choice.statistics,
-        "reason": choice.reason,
-        "view": dataclasses.asdict(choice.view),
-        "seconds": time.perf_counter() - choice_start,
-    }
-    chosen_view = {k: adaptive["view"][k] for k in RAW_VIEW}
-    adaptive_model = "raw_perceiver" if chosen_view == RAW_VIEW else "spectral_fourier" if chosen_view == FOURIER_VIEW else None
-    if adaptive_model is None:  # not reachable with the default candidates; kept so a change there fails loudly
-        raise ConfigError(f"bc study: the adaptive rule chose a view that is neither forced view: {chosen_view}")
-    adaptive["same_run_as"] = adaptive_model
-    log(f"adaptive: {choice.reason}")
-
-    # 3. References: the mean-trajectory predictor (as the "policy"), the expert and the oracle, on the eval seeds.
-    log("closed loop: mean-trajectory predictor, expert, oracle")
-    mean_traj = mean_target_trajectory(list(windows.train.episodes), prof.t_obs, prof.t_pred)
-    reference = _closed_loop(constant_policy_fn(mean_traj), prof, train_seeds, render_scale, True, None, progress)
-    test_targets = torch.as_tensor(test_set.targets_array(), dtype=torch.float32)
-    valid_targets = torch.as_tensor(windows.valid.targets_array(), dtype=torch.float32) if windows.valid else None
-    mean_pred = torch.as_tensor(mean_traj, dtype=torch.float32)
-    references = {
-        "expert": {"closed_loop": _closed_loop_summary(reference["expert"])},
-        "oracle": {"closed_loop": _closed_loop_summary(reference["oracle"])},
-        "mean_trajectory": {
-            "closed_loop": _closed_loop_summary(reference),
-            "test": _scores(mean_pred.expand_as(test_targets), test_targets),
-            "valid": _scores(mean_pred.expand_as(valid_targets), valid_targets) if valid_targets is not None else None,
-        },
-    }
-    settings = reference["settings"]
-
-    # 4. The learned models, each seed, sequentially (parallel runs only fight over the cores).
-    runs: list[dict[str, Any]] = []
-    results = {
+    results: dict[str, Any] = {
         "study": "bc",
         "complete": False,
         "profile": dataclasses.asdict(prof),
         "seeds": list(run_seeds),
-        "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}",
+        "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}"
+        + (f" --seeds {','.join(map(str, run_seeds))}" if seeds is not None else ""),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
-        "data": data_info,
-        "closed_loop_settings": settings,
-        "adaptive_choice": adaptive,
-        "references": references,
-        "runs": runs,
+        "data": {},
+        "adaptive_choice": {},
+        "references": {},
+        "runs": [],
+        "commands": commands,
     }
 
     def write(complete: bool) -> None:
         results["complete"] = complete
-        results["summary"] = summarise(references, runs)
+        results["summary"] = summarise(results)
         results["wall_time_s"] = time.perf_counter() - started
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=_json_default) + "\n")
+        atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default) + "\n")
         atomic_write_text(out / "report.md", render_report(results))
 
-    for seed in run_seeds:
-        for model in learned_models(prof):
-            run_dir = work / "runs" / f"{model}_seed{seed}"
-            config = _model_config(model, prof, train_path, seed, run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.yaml", to_yaml(config))
-            log(f"train {model} seed {seed}: {prof.steps} steps of batch {prof.batch_size}")
-            t0 = time.perf_counter()
-            result = train_from_config(config, overwrite=True, progress=progress)
-            train_wall = time.perf_counter() - t0
-            policy = result.policy
-            policy.eval()
-            log(f"  trained in {train_wall:.0f} s; scoring")
-            t1 = time.perf_counter()
-            valid_metrics = evaluate(policy, windows.valid, dataclasses.replace(config, eval_batches=0))
-            test_scores = _offline_scores(policy, test_set, prof.batch_size)
-            strip = strips / f"{model}_seed{seed}.png" if seed == run_seeds[0] else None
-            closed = _closed_loop(policy, prof, train_seeds, render_scale, False, strip, progress)
-            losses = result.train_losses
-            runs.append(
-                {
-                    "model": model,
-                    "seed": seed,
-                    "run_dir": str(run_dir),
-                    "backbone": config.policy.backbone,
-                    "view": to_dict(config.policy.view),
-                    "parameters": int(sum(p.numel() for p in policy.parameters())),
-                    "steps": result.step,
-                    "batch_size": config.batch_size,
-                    "lr": config.optim.lr,
-                    "train_wall_s": train_wall,
-                    "seconds_per_step": train_wall / max(1, result.step),
-                    "eval_wall_s": time.perf_counter() - t1,
-                    "train_loss_first": float(np.mean(losses[: max(1, len(losses) // 20)])) if losses else None,
-                    "train_loss_last": float(np.mean(losses[-max(1, len(losses) // 20):])) if losses else None,
-                    "valid": valid_metrics.to_dict() if valid_metrics else {},
-                    "test": test_scores,
-                    "closed_loop": _closed_loop_summary(closed),
-                    "strip": str(strip.relative_to(out)) if strip is not None and strip.exists() else None,
-                }
-            )
-            log(
-                f"  {model} seed {seed}: success {closed['success_rate']:.2f}, valid NMSE "
-                f"{runs[-1]['valid'].get('nmse', float('nan')):.3f} [{runs[-1]['valid'].get('verdict')}]"
-            )
-            if model == adaptive_model:
-                runs.append({**runs[-1], "model": "spectral_adaptive", "same_run_as": adaptive_model})
-            write(complete=False)
-        adaptive_dir = work / "runs" / f"spectral_adaptive_seed{seed}"
-        adaptive_dir.mkdir(parents=True, exist_ok=True)
-        record = {k: adaptive[k] for k in ("chosen", "statistics", "reason", "view", "same_run_as")}
-        atomic_write_text(adaptive_dir / VIEW_CHOICE_FILE, json.dumps(record, indent=2) + "\n")
+    from rvperceiver.sim.generate import training_seed_range
 
-    write(complete=True)
+    windows_by_tier: dict[str, Any] = {}
+    train_seeds_by_tier: dict[str, range] = {}
+    for tier in prof.tiers:
+        train_path, test_path = _data_path(work, tier), _data_path(work, tier, test=True)
+        log(f"{tier}: demos -> {train_path}")
+        results["data"][tier] = {
+            "train": _ensure_demos(train_path, tier, prof.n_demos, prof.demo_seed, prof, prof.valid_fraction, progress),
+            "test": _ensure_demos(test_path, tier, prof.n_test_demos, prof.test_seed, prof, 0.0, progress),
+        }
+        state_keys = STATE_KEYS if _tier_uses_state(tier) else ()
+        windows = load_windows(train_path, ee_key=SETPOINT_KEY, t_obs=prof.t_obs, t_pred=prof.t_pred,
+                               valid_fraction=prof.valid_fraction, state_keys=state_keys)
+        windows_by_tier[tier] = windows
+        train_seeds = training_seed_range(open_episodes(train_path).meta.get("env_args") or {})
+        test_seeds = range(prof.test_seed, prof.test_seed + prof.n_test_demos)
+        train_seeds_by_tier[tier] = train_seeds
+        results["data"][tier]["train_windows"] = len(windows.train)
+        results["data"][tier]["valid_windows"] = len(windows.valid or [])
+        log(f"{tier}: references (expert, oracle, mean predictor) on {prof.eval_episodes} evaluation seeds")
+        results["references"][tier] = _references(prof, tier, windows, train_seeds)
+        from rvperceiver.sim.closed_loop import check_seed_overlap
+
+        check_seed_overlap(range(prof.eval_seed, prof.eval_seed + prof.eval_episodes), test_seeds)
+        if any(model in ("raw_perceiver", "fourier_perceiver") for t, model in prof.cells if t == tier):
+            results["adaptive_choice"][tier] = _adaptive(windows)
+            log(f"{tier}: adaptive rule: {results['adaptive_choice'][tier]['reason']}")
+        write(False)
+
+    for seed in run_seeds:
+        for tier, model in prof.cells:
+            record = _train_cell(tier, model, seed, prof, work, out, run_seeds[0], train_seeds_by_tier[tier],
+                                 windows_by_tier[tier], log, progress)
+            results["runs"].append(record)
+            write(False)
+
+    from rvperceiver.experiments.bc_plots import plot_all
+
+    results["figures"] = plot_all(results, out)
+    write(True)
     log(f"done in {results['wall_time_s']:.0f} s: {out / 'report.md'}")
     return results
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
+    if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -502,29 +563,22 @@ class _Log:
 
     def __call__(self, message: str) -> None:
         if self.enabled:
-            print(f"[bc {time.perf_counter() - self.start:6.0f} s] {message}", flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Summary and report
-# ---------------------------------------------------------------------------------------------------------------
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S")
+            print(f"[bc {stamp} +{time.perf_counter() - self.start:5.0f} s] {message}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rvperceiver.experiments.bc --profile quick --out results/bc``."""
+    """``python -m rvperceiver.experiments.bc --profile quick --out results/bc_quick``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m rvperceiver.experiments.bc", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
-    parser.add_argument("--out", default="results/bc")
+    parser.add_argument("--out", default="results/bc_quick")
     parser.add_argument("--work", default=None, help="directory for demos and checkpoints (default: OUT/work)")
-    parser.add_argument("--clean-work", action="store_true", help="delete the work directory at the end")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     run_bc_study(args.profile, args.out, seeds, work_dir=args.work, progress=True)
-    if args.clean_work:
-        shutil.rmtree(Path(args.work) if args.work else Path(args.out) / "work", ignore_errors=True)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
     return 0
 

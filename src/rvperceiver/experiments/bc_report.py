@@ -1,163 +1,257 @@
-"""The behaviour-cloning study's report: mean ± sd over training seeds, one markdown table per study."""
+"""Summary and Markdown report of the behaviour-cloning study (from ``results.json`` alone, so a report can be
+re-rendered from a finished or interrupted run)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rvperceiver.experiments.bc_models import MODEL_LABELS, MODELS, PATCH_MODEL
+from rvperceiver.experiments.bc_models import MODEL_LABELS, MODELS, REFERENCES
+from rvperceiver.experiments.bc_stats import mcnemar_exact, rate, seed_claim_verdict
+
+CLAIM_TIER = "arm-hidden"
+PERCEIVERS = ("raw_perceiver", "fourier_perceiver", "patch_perceiver")
 
 
-def _mean_std(values: Sequence[float | None]) -> dict[str, Any] | None:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not finite:
+def _successes(closed: dict[str, Any], radius: float) -> list[bool]:
+    return [d < radius for d in closed["final_distance"]]
+
+
+def _ever(closed: dict[str, Any], radius: float) -> list[bool]:
+    return [d < radius for d in closed["min_distance"]]
+
+
+def _radii(results: dict[str, Any]) -> tuple[float, float]:
+    return 0.02, 0.01  # ClosedLoopConfig defaults: success within 2 cm (primary), 1 cm (strict)
+
+
+def _pooled(closed_runs: Sequence[dict[str, Any]], radius: float, strict: float) -> dict[str, Any]:
+    success = [s for c in closed_runs for s in _successes(c, radius)]
+    finals = [d for c in closed_runs for d in c["final_distance"]]
+    return {
+        "success": rate(success),
+        "strict": rate([s for c in closed_runs for s in _successes(c, strict)]),
+        "ever": rate([s for c in closed_runs for s in _ever(c, radius)]),
+        "median_final_distance": float(np.median(finals)) if finals else float("nan"),
+        "per_seed_success": [float(np.mean(_successes(c, radius))) for c in closed_runs],
+    }
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Pooled rates with Wilson intervals per (tier, row, budget), paired tests, the claim's verdict and the goals."""
+    radius, strict = _radii(results)
+    tiers: dict[str, Any] = {}
+    runs = results.get("runs", [])
+    for tier, refs in results.get("references", {}).items():
+        rows: dict[str, Any] = {name: _pooled([refs[name]], radius, strict) for name in REFERENCES if name in refs}
+        models: dict[str, dict[str, Any]] = {}
+        for model in MODELS:
+            source = model
+            if model == "adaptive_perceiver":
+                source = (results.get("adaptive_choice", {}).get(tier) or {}).get("same_run_as")
+                if source is None:
+                    continue
+            cell = [r for r in runs if r["tier"] == tier and r["model"] == source]
+            if not cell:
+                continue
+            budgets: dict[str, Any] = {}
+            for budget in sorted({int(b) for r in cell for b in r["budgets"]}):
+                done = [r for r in cell if str(budget) in r["budgets"]]
+                closed = [r["budgets"][str(budget)]["closed_loop"] for r in done]
+                nmse = [r["budgets"][str(budget)]["valid"].get("nmse") for r in done]
+                nmse = [v for v in nmse if v is not None]
+                budgets[str(budget)] = {
+                    **_pooled(closed, radius, strict),
+                    "seeds": [r["seed"] for r in done],
+                    "valid_nmse_mean": float(np.mean(nmse)) if nmse else None,
+                    "valid_nmse_sd": float(np.std(nmse)) if nmse else None,
+                    "train_wall_s_mean": float(np.mean([r["budgets"][str(budget)]["train_wall_s"] for r in done])),
+                    "same_run_as": source if source != model else None,
+                }
+            models[model] = budgets
+        tiers[tier] = {"references": rows, "models": models, "comparisons": _comparisons(runs, tier, radius)}
+    claim = _claim(tiers)
+    return {"tiers": tiers, "seed_claim": claim, "goals": _goals(tiers, claim)}
+
+
+def _paired(runs: list[dict[str, Any]], tier: str, a: str, b: str, budget: str, radius: float) -> dict[str, Any] | None:
+    by_seed = {r["seed"]: r for r in runs if r["tier"] == tier and r["model"] == a and budget in r["budgets"]}
+    other = {r["seed"]: r for r in runs if r["tier"] == tier and r["model"] == b and budget in r["budgets"]}
+    seeds = sorted(set(by_seed) & set(other))
+    if not seeds:
         return None
-    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite), "values": finite}
+    xs = [s for seed in seeds for s in _successes(by_seed[seed]["budgets"][budget]["closed_loop"], radius)]
+    ys = [s for seed in seeds for s in _successes(other[seed]["budgets"][budget]["closed_loop"], radius)]
+    return {"a": a, "b": b, "budget": int(budget), "seeds": seeds, **mcnemar_exact(xs, ys)}
 
 
-def summarise(references: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per table line: references first, then each learned model with mean/std over seeds."""
-    rows: list[dict[str, Any]] = []
-    for name in ("expert", "mean_trajectory", "oracle"):
-        ref = references[name]
-        closed = ref["closed_loop"]
-        test, valid = ref.get("test"), ref.get("valid")
-        rows.append(
-            {
-                "model": name,
-                "label": MODEL_LABELS[name],
-                "success_rate": _mean_std([closed["success_rate"]]),
-                "mean_final_distance_m": _mean_std([closed["mean_final_distance"]]),
-                "test_ee_error_m": _mean_std([test["ee_error_m"]]) if test else None,
-                "valid_nmse": _mean_std([valid["nmse"]]) if valid else None,
-                "verdicts": [valid["verdict"]] if valid else [],
-                "train_wall_s": None,
-            }
-        )
-    for name in (*MODELS, PATCH_MODEL):
-        mine = [r for r in runs if r["model"] == name]
-        if not mine:
+def _comparisons(runs: list[dict[str, Any]], tier: str, radius: float) -> list[dict[str, Any]]:
+    budgets = sorted({b for r in runs if r["tier"] == tier for b in r["budgets"]}, key=int)
+    pairs = [("fourier_perceiver", "raw_perceiver"), ("raw_perceiver", "cnn"), ("fourier_perceiver", "cnn"),
+             ("patch_perceiver", "cnn"), ("patch_perceiver", "raw_perceiver")]
+    found = []
+    for budget in budgets:
+        for a, b in pairs:
+            test = _paired(runs, tier, a, b, budget, radius)
+            if test is not None:
+                found.append(test)
+    return found
+
+
+def _claim(tiers: dict[str, Any]) -> dict[str, Any]:
+    models = (tiers.get(CLAIM_TIER) or {}).get("models", {})
+    raw = {int(b): v["success"] for b, v in models.get("raw_perceiver", {}).items()}
+    fourier = {int(b): v["success"] for b, v in models.get("fourier_perceiver", {}).items()}
+    verdict = seed_claim_verdict(raw, fourier)
+    comparisons = (tiers.get(CLAIM_TIER) or {}).get("comparisons", [])
+    for row in verdict["budgets"]:
+        test = next((c for c in comparisons if c["a"] == "fourier_perceiver" and c["b"] == "raw_perceiver"
+                     and c["budget"] == row["budget"]), None)
+        row["mcnemar_p"] = test["p"] if test else None
+    return verdict
+
+
+def _best(models: dict[str, Any], names: Sequence[str]) -> tuple[str, str, dict[str, Any]] | None:
+    best = None
+    for name in names:
+        for budget, stats in models.get(name, {}).items():
+            if best is None or stats["success"]["rate"] > best[2]["success"]["rate"]:
+                best = (name, budget, stats)
+    return best
+
+
+def _goals(tiers: dict[str, Any], claim: dict[str, Any]) -> list[dict[str, Any]]:
+    goals: list[dict[str, Any]] = []
+
+    def add(goal: str, met: bool | None, evidence: str) -> None:
+        goals.append({"goal": goal, "met": met, "evidence": evidence})
+
+    for tier, info in tiers.items():
+        refs = info["references"]
+        if "oracle" in refs:
+            s = refs["oracle"]["success"]
+            add(f"oracle >= 98% on {tier}", s["rate"] >= 0.98, f"{100 * s['rate']:.1f}% ({s['k']}/{s['n']})")
+        if "expert" in refs:
+            s = refs["expert"]["success"]
+            add(f"expert 100% on {tier}", s["rate"] >= 1.0, f"{100 * s['rate']:.1f}% ({s['k']}/{s['n']})")
+    fixed = (tiers.get("fixed-start") or {}).get("models", {}).get("cnn")
+    if fixed:
+        budget = max(fixed, key=int)
+        s = fixed[budget]["success"]
+        add("CNN >= 90% at 2 cm on fixed-start", s["rate"] >= 0.90,
+            f"{100 * s['rate']:.1f}% [{100 * s['lo']:.1f}, {100 * s['hi']:.1f}] at {budget} steps")
+    else:
+        add("CNN >= 90% at 2 cm on fixed-start", None, "not run in this profile")
+    for tier, info in tiers.items():
+        best = _best(info["models"], PERCEIVERS)
+        if best is None:
+            add(f"best Perceiver >= 90% on {tier}, no worse than the CNN", None, "no Perceiver trained on this tier")
             continue
-        rows.append(
-            {
-                "model": name,
-                "label": MODEL_LABELS[name],
-                "same_run_as": mine[0].get("same_run_as"),
-                "success_rate": _mean_std([r["closed_loop"]["success_rate"] for r in mine]),
-                "mean_final_distance_m": _mean_std([r["closed_loop"]["mean_final_distance"] for r in mine]),
-                "test_ee_error_m": _mean_std([r["test"]["ee_error_m"] for r in mine]),
-                "valid_nmse": _mean_std([r["valid"].get("nmse") for r in mine]),
-                "verdicts": [r["valid"].get("verdict") for r in mine],
-                "train_wall_s": _mean_std([r["train_wall_s"] for r in mine]),
-            }
-        )
-    return rows
+        name, budget, stats = best
+        cnn = info["models"].get("cnn", {}).get(budget)
+        no_worse = cnn is None or stats["success"]["rate"] >= cnn["success"]["rate"]
+        evidence = f"{MODEL_LABELS[name]} {100 * stats['success']['rate']:.1f}% at {budget} steps"
+        if cnn is not None:
+            evidence += f"; CNN {100 * cnn['success']['rate']:.1f}% at the same budget"
+        add(f"best Perceiver >= 90% on {tier}, no worse than the CNN", stats["success"]["rate"] >= 0.90 and no_worse, evidence)
+    add("seed's claim decided by the pre-registered rule", claim["verdict"] != "inconclusive",
+        f"{claim['verdict']}: {claim['reason']}")
+    return goals
 
 
-def _fmt(stat: dict[str, Any] | None, scale: float = 1.0, digits: int = 2, percent: bool = False) -> str:
-    if stat is None:
-        return "–"
-    mean, std = stat["mean"] * scale, stat["std"] * scale
-    text = f"{mean:.0f}%" if percent else f"{mean:.{digits}f}"
-    if stat["n"] > 1:
-        text += f" ± {std:.0f}" if percent else f" ± {std:.{digits}f}"
-    return text
+# ---------------------------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------------------------
 
 
-def _load_note(machine: dict[str, Any]) -> str:
-    """How to read the wall times: a 1-minute load at start above half the cores means other jobs were running."""
-    load, cores = machine.get("load_average_at_start") or [], machine.get("cpu_count") or 1
-    if load and load[0] <= 0.5 * cores:
-        return "the cores were nearly idle at the start; other jobs may still have started later"
-    return "the cores were shared, so wall times are upper bounds"
+def _pct(stats: dict[str, Any]) -> str:
+    return f"{100 * stats['rate']:.1f}% [{100 * stats['lo']:.1f}, {100 * stats['hi']:.1f}]"
+
+
+def _row(label: str, budget: str, stats: dict[str, Any], extra: Sequence[str]) -> str:
+    return (
+        f"| {label} | {budget} | {_pct(stats['success'])} | {_pct(stats['strict'])} | {_pct(stats['ever'])} | "
+        f"{1000 * stats['median_final_distance']:.1f} | " + " | ".join(extra) + " |"
+    )
 
 
 def render_report(results: dict[str, Any]) -> str:
-    """The markdown report: setup, the table, the adaptive choice, and where everything else is."""
-    prof = results["profile"]
-    settings = results["closed_loop_settings"]
-    adaptive = results["adaptive_choice"]
-    machine = results["machine"]
+    summary = results.get("summary") or summarise(results)
+    profile = results["profile"]
+    machine = results.get("machine", {})
+    load = machine.get("load_average_at_start")
     lines = [
-        "# Behaviour cloning on Reacher-v5 from 64×64 top-down frames",
+        f"# Behaviour cloning on Reacher — profile `{profile['name']}`",
         "",
-        *(
-            []
-            if results.get("complete", True)
-            else ["**Incomplete: the study was still running (or was stopped) when this was written.**", ""]
-        ),
-        f"Profile `{prof['name']}`: {prof['n_demos']} expert demos (env seeds {prof['demo_seed']}–"
-        f"{prof['demo_seed'] + prof['n_demos'] - 1}, {results['data']['train_windows']} training windows, "
-        f"{results['data']['valid_windows']} validation windows), t_obs = {prof['t_obs']}, t_pred = {prof['t_pred']}; "
-        f"every learned model trained for {prof['steps']} Adam steps of batch {prof['batch_size']} "
-        f"(training seeds {', '.join(map(str, results['seeds']))}). Closed loop: {prof['eval_episodes']} episodes on env "
-        f"seeds {prof['eval_seed']}–{prof['eval_seed'] + prof['eval_episodes'] - 1}, re-planning every {settings['replan_every']} steps, "
-        f"controller aiming at the chunk's last waypoint; success = fingertip within "
-        f"{settings['success_radius'] * 100:.0f} cm of the target after {settings['episode_steps']} steps. "
-        f"Offline EE error: mean Euclidean error per predicted step on {prof['n_test_demos']} held-out demos "
-        f"(env seeds from {prof['test_seed']}); validation NMSE on the validation split (1.0 = the mean predictor).",
-        *(
-            [
-                "",
-                "The patch-token row is a diagnostic: the same Perceiver (same size, learning rate and steps) on "
-                "non-overlapping 4×4 patches (2 × 16 × 16 = 512 tokens of 48 values, raw identity view, z-scored) "
-                "instead of one token per pixel channel, to tell apart a failure of the Perceiver on these frames "
-                "from a failure of scalar tokenisation.",
-            ]
-            if any(r["model"] == PATCH_MODEL for r in results["runs"])
-            else []
-        ),
+        f"`{results['command']}` — {results['date']}, wall time {results.get('wall_time_s', 0) / 60:.1f} min"
+        + ("" if results.get("complete") else " — **incomplete: the run stopped or is still going; rows below are what finished**"),
         "",
-        "| model | closed-loop success | mean final distance (mm) | offline EE error (mm) | validation NMSE | "
-        "collapse verdict | train wall time (s) |",
-        "|---|---|---|---|---|---|---|",
+        f"Machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, "
+        f"CUDA {machine.get('cuda')}; load average at start {load}.",
+        "",
+        f"Demos: {profile['n_demos']} per tier (env seeds {profile['demo_seed']}…), t_obs {profile['t_obs']}, "
+        f"t_pred {profile['t_pred']}, receding horizon: execute {profile['execute']} of {profile['t_pred']}; "
+        f"training seeds {results['seeds']}; budgets {profile['budgets']} steps of batch {profile['batch_size']}; "
+        f"closed loop on env seeds {profile['eval_seed']}–{profile['eval_seed'] + profile['eval_episodes'] - 1} "
+        f"({profile['eval_episodes']} episodes, the same for every model: paired). Success = fingertip within 2 cm "
+        f"of the target at the last step (primary); also within 1 cm, and ever within 2 cm. Rates pool the training "
+        f"seeds' episodes, with Wilson 95% intervals; the per-seed rates are listed.",
+        "",
+        f"Cut: {profile.get('cut') or 'none'}",
+        "",
     ]
-    for row in results["summary"]:
-        label = row["label"]
-        if row.get("same_run_as"):
-            label += f" → chose **{adaptive['chosen']}** (= the {MODEL_LABELS[row['same_run_as']]} run)"
-        verdicts = ", ".join(v for v in row["verdicts"] if v) or "–"
-        lines.append(
-            f"| {label} | {_fmt(row['success_rate'], 100, percent=True)} | {_fmt(row['mean_final_distance_m'], 1000, 1)} "
-            f"| {_fmt(row['test_ee_error_m'], 1000, 1)} | {_fmt(row['valid_nmse'], 1, 3)} | {verdicts} | "
-            f"{_fmt(row['train_wall_s'], 1, 0)} |"
-        )
-    stats = ", ".join(f"{k} {v:.4g}" for k, v in adaptive["statistics"].items())
+    for tier, info in summary["tiers"].items():
+        lines += [f"## Tier `{tier}`", ""]
+        choice = results.get("adaptive_choice", {}).get(tier)
+        if choice:
+            stats = ", ".join(f"{k} {v:.4g}" for k, v in choice["statistics"].items())
+            lines += [f"Adaptive rule: chose **{choice['chosen']}** (participation ratio {stats}); its row is the "
+                      f"{MODEL_LABELS[choice['same_run_as']]} run.", ""]
+        lines += [
+            "| model | steps | success ≤ 2 cm | ≤ 1 cm | ever ≤ 2 cm | median final (mm) | per-seed ≤ 2 cm | valid NMSE | train s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, stats in info["references"].items():
+            lines.append(_row(MODEL_LABELS[name], "–", stats, ["–", "–", "–"]))
+        for model, budgets in info["models"].items():
+            for budget, stats in sorted(budgets.items(), key=lambda kv: int(kv[0])):
+                per_seed = ", ".join(f"{100 * v:.0f}" for v in stats["per_seed_success"])
+                nmse = "–" if stats["valid_nmse_mean"] is None else f"{stats['valid_nmse_mean']:.3f} ± {stats['valid_nmse_sd']:.3f}"
+                label = MODEL_LABELS[model] + (f" (= {stats['same_run_as']})" if stats.get("same_run_as") else "")
+                lines.append(_row(label, budget, stats, [per_seed, nmse, f"{stats['train_wall_s_mean']:.0f}"]))
+        if info["comparisons"]:
+            lines += ["", "Paired comparisons (McNemar, exact, on success ≤ 2 cm; pairs = same training seed and "
+                      "evaluation seed):", "", "| A | B | steps | A only | B only | p |", "|---|---|---|---|---|---|"]
+            for c in info["comparisons"]:
+                lines.append(f"| {c['a']} | {c['b']} | {c['budget']} | {c['a_only']} | {c['b_only']} | {c['p']:.3g} |")
+        strips = [r for r in results.get("runs", []) if r["tier"] == tier]
+        shown = sorted({b["closed_loop"].get("strip") for r in strips for b in r["budgets"].values() if b["closed_loop"].get("strip")})
+        if shown:
+            lines += ["", "Rollout strips (first episodes, seed of the first training run, largest budget; arm drawn "
+                      "even on arm-hidden): " + ", ".join(f"[{s}]({s})" for s in shown)]
+        lines.append("")
+    claim = summary["seed_claim"]
     lines += [
+        "## The seed's claim on `arm-hidden` (rule written in the README before the run)",
         "",
-        f"Adaptive rule (participation ratio of the between-example variance, training split): {stats} → "
-        f"**{adaptive['chosen']}**. Its two candidates are exactly the raw and forced-Fourier views above, so the "
-        f"adaptive row is that run, not a separate one.",
-        "",
-        "Per-run details (parameters, seconds per step, train-loss start/end, spread ratio, per-episode distances) "
-        "are in `results.json`.",
+        f"**{claim['verdict']}** — {claim['reason']}.",
         "",
     ]
-    run_lines = []
-    for run in results["runs"]:
-        if run.get("same_run_as"):
-            continue
-        valid = run["valid"]
-        run_lines.append(
-            f"- `{run['model']}` seed {run['seed']}: {run['parameters']:,} parameters, "
-            f"{run['seconds_per_step']:.2f} s/step, train loss {run['train_loss_first']:.3f} → {run['train_loss_last']:.3f}, "
-            f"validation spread {valid.get('spread', float('nan')):.3f}, test NMSE {run['test']['nmse']:.3f}"
-            + (f", rollouts: `{run['strip']}`" if run.get("strip") else "")
-        )
-    lines += ["## Runs", "", *run_lines, ""]
-    lines += [
-        "## Reproduce",
-        "",
-        f"`{results['command']}`",
-        "",
-        f"Machine: {machine['platform']}, {machine['cpu_count']} CPU cores ({machine['torch_threads']} torch threads), "
-        f"torch {machine['torch']}, GPU: {machine['cuda'] or 'none'}. "
-        f"Load average at start: {', '.join(f'{v:.1f}' for v in machine.get('load_average_at_start', []))} "
-        f"({_load_note(machine)}). Date: {results['date']}. "
-        f"Study wall time: {results['wall_time_s']:.0f} s.",
-        "",
-    ]
+    if claim["budgets"]:
+        lines += ["| steps | raw | Fourier | Fourier − raw | McNemar p |", "|---|---|---|---|---|"]
+        for row in claim["budgets"]:
+            p = "–" if row.get("mcnemar_p") is None else f"{row['mcnemar_p']:.3g}"
+            lines.append(f"| {row['budget']} | {100 * row['raw']:.1f}% | {100 * row['fourier']:.1f}% | "
+                         f"{100 * row['difference']:+.1f} | {p} |")
+        lines.append("")
+    lines += ["## Goals", "", "| goal | met | evidence |", "|---|---|---|"]
+    for goal in summary["goals"]:
+        met = {True: "yes", False: "**no**", None: "not run"}[goal["met"]]
+        lines.append(f"| {goal['goal']} | {met} | {goal['evidence']} |")
+    figures = results.get("figures") or {}
+    if figures:
+        lines += ["", "## Pictures", ""] + [f"- [{name}]({path})" for name, path in figures.items()]
+    lines += ["", "Every step as a CLI command (rerun any row alone): [commands.md](commands.md).", ""]
     return "\n".join(lines)

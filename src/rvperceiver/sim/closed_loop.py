@@ -361,3 +361,79 @@ def save_strip(path: Path, rows: list[list[np.ndarray]]) -> str | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return str(path)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    tier: str | None = None,
+    episodes: int = 200,
+    seed: int = DEFAULT_EVAL_SEED,
+    execute: int = 4,
+    ensemble: float | None = None,
+    tracker: str = "inverse_dynamics",
+    references: bool = True,
+    strip_path: str | Path | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Closed loop of a checkpoint trained on ``rvperceiver sim generate`` setpoint demos (``sim eval``).
+
+    The tier, image size and training seeds come from the training file's ``env_args``, so the policy sees frames
+    like its training frames and no evaluation seed was a training seed; ``tier`` may name another tier with the
+    same drawing options to test transfer, or is refused when it needs a low-dim observation the policy lacks.
+    With ``references`` the expert, the oracle and the mean predictor run on the same seeds.
+    """
+    from rvperceiver.data.formats import open_episodes
+    from rvperceiver.data.windows import WindowDataset
+    from rvperceiver.errors import DataError
+    from rvperceiver.sim.generate import training_seed_range
+    from rvperceiver.train.checkpoint import load_policy
+
+    policy, config = load_policy(checkpoint, device=device)
+    training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key)
+    env_args = training.meta.get("env_args") or {}
+    info = env_args.get("rvperceiver") or {}
+    if "tier" not in info:
+        raise DataError(
+            f"{config.data.path}: no rvperceiver.tier in env_args; this closed loop needs setpoint demos made by "
+            f"`rvperceiver sim generate` (older demos: `rvperceiver sim eval` without --tier uses the DLS controller)"
+        )
+    trained_tier = info["tier"]["name"]
+    chosen = get_tier(tier if tier is not None else trained_tier, float(info["tier"].get("target_scale", 1.0)))
+    uses_state = getattr(policy, "state_shape", None) is not None
+    if chosen.low_dim and not uses_state:
+        raise InputError(
+            f"tier {chosen.name!r} hides the arm and gives the joint state as a low-dim observation, but this policy "
+            f"was trained without one (data.state_keys is empty); train with data.state_keys={list(LOW_DIM_KEYS)}"
+        )
+    if uses_state and tuple(config.data.state_keys) != LOW_DIM_KEYS:
+        raise InputError(
+            f"the closed loop gives the policy observation.state = {list(LOW_DIM_KEYS)} (4 values per step); this "
+            f"policy was trained on data.state_keys={list(config.data.state_keys)}"
+        )
+    loop_config = ClosedLoopConfig(
+        tier=chosen.name,
+        target_scale=chosen.target_scale,
+        episodes=episodes,
+        seed=seed,
+        t_obs=config.data.t_obs,
+        t_pred=config.data.t_pred,
+        execute=execute,
+        ensemble=ensemble,
+        image_size=int(env_args["env_kwargs"]["width"]),
+        episode_steps=int(info.get("episode_steps", EPISODE_STEPS)),
+        tracker=tracker,
+    )
+    train_seeds = training_seed_range(env_args)
+    result = run_closed_loop(policy_chunk_fn(policy), loop_config, train_seeds=train_seeds, strip_path=strip_path)
+    result["checkpoint"] = str(checkpoint)
+    if references:
+        windows = WindowDataset(list(training), config.data.t_obs, config.data.t_pred, skip_short=True)
+        mean_chunk = windows.targets_array().astype(np.float64).mean(axis=0)
+        result["references"] = {
+            "expert": run_closed_loop("expert", loop_config, train_seeds=train_seeds, label="expert"),
+            "oracle": run_closed_loop("oracle", loop_config, train_seeds=train_seeds, label="oracle"),
+            "mean_predictor": run_closed_loop(constant_chunk_fn(mean_chunk), loop_config, train_seeds=train_seeds,
+                                              label="mean predictor"),
+        }
+    return result

@@ -10,7 +10,7 @@ an orthonormal DFT spreads a one-token difference evenly over every bin whatever
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rvperceiver.errors import InputError
+from rvperceiver.observation import split_observation
 from rvperceiver.views.stats import RunningMoments, data_std_floor, participation_ratio
 from rvperceiver.views.tokenize import TOKEN_MODES, TokenLayout
 from rvperceiver.views.transforms import TRANSFORM_KINDS, forward_transform, inverse_transform, output_channel_factor
@@ -75,11 +76,14 @@ class ViewConfig:
 
 
 def _example_input(item: Any) -> torch.Tensor:
-    """Batches may be tensors, numpy arrays, or ``(input, target, ...)`` tuples as a DataLoader yields them."""
+    """Batches may be tensors, numpy arrays, observation mappings (``observation.image``), or ``(input, target,
+    ...)`` tuples as a DataLoader yields them."""
     if isinstance(item, (tuple, list)):
         if not item:
             raise InputError("fit: got an empty tuple where a batch was expected")
         item = item[0]
+    if isinstance(item, Mapping):  # an observation mapping: the view reads its frames
+        item = split_observation(item)[0]
     if isinstance(item, np.ndarray):
         item = torch.from_numpy(item)
     if not isinstance(item, torch.Tensor):

@@ -1,0 +1,100 @@
+"""Pictures of the behaviour-cloning study: success vs budget with Wilson intervals, final-distance CDFs.
+
+(Rollout strips are written by the closed loop itself, one per tier and model.) Matplotlib with the Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from rvperceiver.experiments.bc_models import MODEL_LABELS  # noqa: E402
+
+_REFERENCE_STYLE = {"expert": ":", "oracle": "--", "mean_predictor": "-."}
+
+
+def plot_success_vs_budget(summary: dict[str, Any], path: Path) -> Path:
+    """One panel per tier: pooled success ≤ 2 cm against the training budget, Wilson 95% bars, references as lines."""
+    tiers = list(summary["tiers"])
+    fig, axes = plt.subplots(1, len(tiers), figsize=(4.8 * len(tiers), 3.8), squeeze=False)
+    for ax, tier in zip(axes[0], tiers):
+        info = summary["tiers"][tier]
+        for model, budgets in info["models"].items():
+            if model == "adaptive_perceiver":
+                continue  # the same run as one of the forced views
+            xs = sorted(int(b) for b in budgets)
+            rates = np.array([budgets[str(b)]["success"]["rate"] for b in xs])
+            lo = np.array([budgets[str(b)]["success"]["lo"] for b in xs])
+            hi = np.array([budgets[str(b)]["success"]["hi"] for b in xs])
+            ax.errorbar(xs, 100 * rates, yerr=[100 * np.maximum(0, rates - lo), 100 * np.maximum(0, hi - rates)], marker="o", capsize=3,
+                        label=MODEL_LABELS[model])
+        for name, stats in info["references"].items():
+            ax.axhline(100 * stats["success"]["rate"], linestyle=_REFERENCE_STYLE.get(name, ":"), color="grey",
+                       linewidth=1, label=MODEL_LABELS[name])
+        ax.set_xscale("log")
+        ax.set_ylim(-3, 103)
+        ax.set_title(tier)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("success ≤ 2 cm (%)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:
+        more_h, more_l = ax.get_legend_handles_labels()
+        for h, l in zip(more_h, more_l):
+            if l not in labels:
+                handles.append(h)
+                labels.append(l)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_final_distance_cdf(results: dict[str, Any], path: Path) -> Path:
+    """One panel per tier: CDF of the final distance (pooled seeds, largest budget per model) and references."""
+    tiers = list(results.get("references", {}))
+    fig, axes = plt.subplots(1, len(tiers), figsize=(4.8 * len(tiers), 3.8), squeeze=False)
+    for ax, tier in zip(axes[0], tiers):
+        curves: dict[str, list[float]] = {}
+        for name, ref in results["references"][tier].items():
+            curves[MODEL_LABELS[name]] = ref["final_distance"]
+        for model in sorted({r["model"] for r in results.get("runs", []) if r["tier"] == tier}):
+            runs = [r for r in results["runs"] if r["tier"] == tier and r["model"] == model]
+            budget = max(int(b) for r in runs for b in r["budgets"])
+            finals = [d for r in runs if str(budget) in r["budgets"] for d in r["budgets"][str(budget)]["closed_loop"]["final_distance"]]
+            curves[f"{MODEL_LABELS[model]} @ {budget}"] = finals
+        for label, values in curves.items():
+            xs = np.sort(1000 * np.asarray(values))
+            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=label)
+        for radius in (10, 20):
+            ax.axvline(radius, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("final fingertip–target distance (mm)")
+        ax.set_ylabel("fraction of episodes")
+        ax.set_title(tier)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_all(results: dict[str, Any], out: Path) -> dict[str, str]:
+    from rvperceiver.experiments.bc_report import summarise
+
+    summary = results.get("summary") or summarise(results)
+    figures = {
+        "success vs budget": plot_success_vs_budget(summary, out / "success_vs_budget.png"),
+        "final-distance CDF": plot_final_distance_cdf(results, out / "final_distance_cdf.png"),
+    }
+    return {name: str(p.relative_to(out)) for name, p in figures.items()}

@@ -1,0 +1,92 @@
+"""Statistics of the behaviour-cloning study: Wilson intervals, McNemar's test, the pre-registered decision rule.
+
+Success rates are reported as the field reports them, with a 95% Wilson score interval on the episodes pooled over
+training seeds (each seed's policy on the same 200 evaluation seeds). Two models are compared on the *same*
+episodes (paired): McNemar's exact test on the discordant pairs (one succeeds where the other fails, matched by
+training seed and evaluation seed), a binomial test with p = 1/2, two-sided.
+
+The decision rule for the seed's claim is written in the README before the run and implemented here, so the
+verdict is computed from the numbers, never chosen after seeing them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+Z_95 = 1.959963984540054
+CLAIM_MARGIN = 0.20
+"""Supported: the Fourier view beats raw tokens by at least 20 points ..."""
+CLAIM_TIE = 0.10
+"""... refuted: within 10 points at every budget."""
+CLAIM_MIN_BUDGETS = 2
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default); (0, 1) with no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """McNemar's exact test on paired outcomes: ``a_only`` (a succeeds, b fails), ``b_only``, two-sided ``p``."""
+    if len(a) != len(b):
+        raise ValueError(f"mcnemar_exact: paired outcomes need equal lengths, got {len(a)} and {len(b)}")
+    a_only = sum(1 for x, y in zip(a, b) if x and not y)
+    b_only = sum(1 for x, y in zip(a, b) if y and not x)
+    n = a_only + b_only
+    if n == 0:
+        return {"a_only": 0, "b_only": 0, "p": 1.0}
+    k = min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, 2.0 * tail)}
+
+
+def rate(successes: Sequence[bool]) -> dict[str, Any]:
+    """``{"k", "n", "rate", "lo", "hi"}`` with the Wilson 95% interval."""
+    k, n = int(sum(bool(s) for s in successes)), len(successes)
+    lo, hi = wilson_interval(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "lo": lo, "hi": hi}
+
+
+def seed_claim_verdict(raw: dict[int, dict[str, Any]], fourier: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The pre-registered rule, on ``{budget: rate(...)}`` of the raw-token and Fourier Perceivers (arm-hidden).
+
+    - **supported**: Fourier − raw ≥ 20 points with non-overlapping Wilson intervals at ≥ 2 budgets;
+    - **refuted**: within 10 points at every budget (≥ 2 budgets run), or raw − Fourier ≥ 20 points with
+      non-overlapping intervals at ≥ 2 budgets (the opposite of the claim);
+    - **inconclusive** otherwise (including fewer than 2 budgets run for both).
+    """
+    budgets = sorted(set(raw) & set(fourier))
+    rows = []
+    for budget in budgets:
+        r, f = raw[budget], fourier[budget]
+        diff = f["rate"] - r["rate"]
+        rows.append(
+            {
+                "budget": budget,
+                "raw": r["rate"],
+                "fourier": f["rate"],
+                "difference": diff,
+                "fourier_ahead": diff >= CLAIM_MARGIN and f["lo"] > r["hi"],
+                "raw_ahead": -diff >= CLAIM_MARGIN and r["lo"] > f["hi"],
+                "tie": abs(diff) <= CLAIM_TIE,
+            }
+        )
+    if len(budgets) < CLAIM_MIN_BUDGETS:
+        verdict, why = "inconclusive", f"only {len(budgets)} budget(s) with both models; the rule needs {CLAIM_MIN_BUDGETS}"
+    elif sum(r["fourier_ahead"] for r in rows) >= CLAIM_MIN_BUDGETS:
+        verdict, why = "supported", "Fourier ahead by >= 20 points with separate intervals at >= 2 budgets"
+    elif all(r["tie"] for r in rows):
+        verdict, why = "refuted", "the two views are within 10 points at every budget"
+    elif sum(r["raw_ahead"] for r in rows) >= CLAIM_MIN_BUDGETS:
+        verdict, why = "refuted", "raw tokens ahead by >= 20 points with separate intervals at >= 2 budgets (the opposite)"
+    else:
+        verdict, why = "inconclusive", "neither a 20-point separation at 2 budgets nor a 10-point tie at all budgets"
+    return {"verdict": verdict, "reason": why, "budgets": rows}
