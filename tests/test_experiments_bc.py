@@ -57,7 +57,7 @@ def test_tiny_study_writes_results_report_commands_and_pictures(tmp_path):
     assert any(c["a"] == "fourier_perceiver" and c["b"] == "raw_perceiver" for c in summary["tiers"]["arm-hidden"]["comparisons"])
     report = (out / "report.md").read_text()
     assert "## The seed's claim" in report and "Wilson" in report and "commands.md" in report
-    for name in ("success_vs_budget.png", "final_distance_cdf.png", "strips/arm-hidden_cnn.png"):
+    for name in ("success_vs_budget.png", "final_distance_cdf.png", "strips/arm-hidden_cnn.png", "strips/fixed-start_expert.png"):
         assert (out / name).stat().st_size > 0
     commands = (out / "commands.md").read_text()
     assert "rvperceiver sim generate --tier arm-hidden" in commands and "--execute 2" in commands

@@ -228,6 +228,8 @@ def render_report(results: dict[str, Any]) -> str:
                 lines.append(f"| {c['a']} | {c['b']} | {c['budget']} | {c['a_only']} | {c['b_only']} | {c['p']:.3g} |")
         strips = [r for r in results.get("runs", []) if r["tier"] == tier]
         shown = sorted({b["closed_loop"].get("strip") for r in strips for b in r["budgets"].values() if b["closed_loop"].get("strip")})
+        expert_strip = results.get("references", {}).get(tier, {}).get("expert", {}).get("strip")
+        shown = ([expert_strip] if expert_strip else []) + shown
         if shown:
             lines += ["", "Rollout strips (first episodes, seed of the first training run, largest budget; arm drawn "
                       "even on arm-hidden): " + ", ".join(f"[{s}]({s})" for s in shown)]
