@@ -61,6 +61,21 @@ def test_tiny_study_writes_results_report_commands_and_pictures(tmp_path):
         assert (out / name).stat().st_size > 0
     commands = (out / "commands.md").read_text()
     assert "rvperceiver sim generate --tier arm-hidden" in commands and "--execute 2" in commands
+    # Parts run on disjoint seeds (one process each) merge into one study; the pooled episodes add up.
+    import copy
+
+    from rvperceiver.experiments.bc import merge_results
+
+    second = copy.deepcopy(on_disk)
+    second["seeds"] = [1]
+    for run in second["runs"]:
+        run["seed"] = 1
+    merged = merge_results([on_disk, second])
+    assert merged["complete"] and merged["seeds"] == [0, 1] and len(merged["runs"]) == 2 * len(TINY.cells)
+    pooled = merged["summary"]["tiers"]["arm-hidden"]["models"]["cnn"]["4"]["success"]
+    assert pooled["n"] == 2 * TINY.eval_episodes
+    with pytest.raises(ConfigError, match="overlap"):
+        merge_results([on_disk, on_disk])
     # The arm-hidden CNN was trained with the joint state beside the frames.
     config = (out / "work" / "runs" / "arm-hidden" / "cnn_seed0" / "config.yaml").read_text()
     assert "robot0_joint_pos" in config and "robot0_eef_setpoint" in config

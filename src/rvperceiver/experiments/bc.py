@@ -47,7 +47,7 @@ from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text
 
-__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "run_bc_study", "study_commands"]
+__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "merge_results", "run_bc_study", "study_commands", "write_merged"]
 
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
@@ -555,6 +555,60 @@ def run_bc_study(
     return results
 
 
+def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One study from runs of the same profile on disjoint training seeds (e.g. one process per seed).
+
+    The references and the adaptive choice depend on the demos and the evaluation seeds only, so every part must
+    agree on them; the runs are concatenated in seed order.
+    """
+    if not parts:
+        raise ConfigError("merge_results: nothing to merge")
+    base = json.loads(json.dumps(parts[0], default=_json_default))
+    for other in parts[1:]:
+        if other["profile"] != base["profile"]:
+            raise ConfigError("merge_results: the parts were run with different profiles")
+        if json.dumps(other["references"], sort_keys=True) != json.dumps(base["references"], sort_keys=True):
+            raise ConfigError("merge_results: the parts' references differ (different demos or evaluation seeds?)")
+    seeds = [seed for part in parts for seed in part["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"merge_results: training seeds overlap between the parts: {seeds}")
+    runs = sorted((run for part in parts for run in part["runs"]), key=lambda r: r["seed"])
+    cells = [tuple(c) for c in base["profile"]["cells"]]
+    done = {(r["tier"], r["model"], r["seed"]) for r in runs if len(r["budgets"]) == len(base["profile"]["budgets"])}
+    base.update(
+        seeds=sorted(seeds),
+        runs=runs,
+        command=" && ".join(part["command"] for part in parts),
+        merged_from=[{"command": p["command"], "date": p["date"], "wall_time_s": p.get("wall_time_s"),
+                      "complete": p.get("complete"), "machine": p.get("machine")} for p in parts],
+        wall_time_s=max(p.get("wall_time_s") or 0.0 for p in parts),
+    )
+    base["complete"] = all((tier, model, seed) in done for seed in seeds for tier, model in cells)
+    base["summary"] = summarise(base)
+    return base
+
+
+def write_merged(part_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Merge the ``results.json`` of ``part_dirs`` into ``out_dir`` (results, report, pictures, strips)."""
+    from rvperceiver.experiments.bc_plots import plot_all
+
+    parts = [json.loads((Path(d) / "results.json").read_text(encoding="utf-8")) for d in part_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for d in part_dirs:  # the strips each part wrote
+        for strip in (Path(d) / "strips").glob("*.png") if (Path(d) / "strips").exists() else []:
+            (out / "strips").mkdir(exist_ok=True)
+            shutil.copy2(strip, out / "strips" / strip.name)
+    merged = merge_results(parts)
+    merged["figures"] = plot_all(merged, out)
+    atomic_write_text(out / "results.json", json.dumps(merged, indent=1, default=_json_default) + "\n")
+    atomic_write_text(out / "report.md", render_report(merged))
+    commands = [c for p in parts for c in p.get("commands", [])]
+    unique = list({c["command"]: c for c in commands}.values())
+    atomic_write_text(out / "commands.md", "".join(f"- {c['what']}:\n  `{c['command']}`\n" for c in unique))
+    return merged
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -584,7 +638,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
     parser.add_argument("--out", default="results/bc_quick")
     parser.add_argument("--work", default=None, help="directory for demos and checkpoints (default: OUT/work)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                        help="merge finished parts (same profile, disjoint --seeds) into --out instead of running")
     args = parser.parse_args(argv)
+    if args.merge:
+        write_merged(args.merge, args.out)
+        print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     run_bc_study(args.profile, args.out, seeds, work_dir=args.work, progress=True)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
