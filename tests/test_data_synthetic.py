@@ -116,3 +116,40 @@ def test_bad_arguments_name_themselves() -> None:
         frequency_shift(4, 64, seed=0, base_cycles=40.0)
     with pytest.raises(InputError, match="'num_examples'"):
         tiny_difference_image(0, seed=0)
+
+
+def test_tiny_difference_carrier_positions_can_be_placed() -> None:
+    from rvperceiver.data.synthetic import tiny_difference_1d as td
+
+    x, y = td(50, 128, 0, positions=[43])
+    varying = (x[:, :, 0].std(0) > 0.1).nonzero().flatten().tolist()
+    assert varying == [43]
+    torch.testing.assert_close(x[:, 43, 0], 1.0 + y[:, 0, 0])
+    with pytest.raises(InputError, match="distinct token indices"):
+        td(5, 128, 0, positions=[128])
+
+
+def test_image_carrier_pixel_can_be_the_corner() -> None:
+    from rvperceiver.data.synthetic import tiny_difference_image as ti
+
+    x, _ = ti(40, 0, image_size=8, carrier_pixels=[(0, 0)])
+    spread = x[:, 0].std(0).amax(-1)
+    assert spread[0, 0] > 0.05 and float(spread.flatten()[1:].max()) < 0.05
+    with pytest.raises(InputError, match="carrier_pixels"):
+        ti(4, 0, image_size=8, carrier_pixels=[(8, 0)])
+
+
+def test_moving_dot_target_is_the_position() -> None:
+    from rvperceiver.data.synthetic import moving_dot_1d, moving_dot_image
+
+    x, y = moving_dot_1d(30, 64, 0)
+    position = x[:, :, 0].argmax(dim=1).float()
+    torch.testing.assert_close(y[:, 0, 0], 2 * position / 63 - 1)
+    frames, coords = moving_dot_image(20, 0, image_size=16, blob=2)
+    assert frames.shape == (20, 1, 16, 16, 3) and coords.shape == (20, 1, 2)
+    bright = (frames[:, 0].amin(-1) == 1.0).nonzero()
+    for i in range(20):
+        rows_cols = bright[bright[:, 0] == i][:, 1:].float()
+        assert rows_cols.shape[0] == 4
+        torch.testing.assert_close(2 * rows_cols.mean(0) / 15 - 1, coords[i, 0])
+    assert float(coords.abs().max()) <= 1.0

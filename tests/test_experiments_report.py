@@ -1,50 +1,55 @@
-"""Claim verdicts are computed from the numbers, and the report renders them."""
+"""Verdicts, cells and the confusion table are computed from k/n learned with exact intervals."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from rvperceiver.experiments.report import claim_verdicts, mean_spread, render_report
+from rvperceiver.experiments.report import (
+    cell_records,
+    claim_verdicts,
+    confusion_records,
+    mean_spread,
+    render_report,
+    rule_scores,
+)
+from rvperceiver.experiments.tasks import Cell
 from rvperceiver.experiments.theory import theory_table
 
-
-def run(task: str, n: int, view: str, beta1: float, nmse: float, seed: int = 0, **extra: Any) -> dict[str, Any]:
-    verdict = "collapsed" if nmse > 0.9 else "learning" if nmse < 0.5 else "partial"
-    return {
-        "record": "run",
-        "experiment": "tiny-difference" if task.startswith("tiny") else "frequency-shift",
-        "task": task,
-        "n_tokens": n,
-        "view": view,
-        "beta1": beta1,
-        "seed": seed,
-        "test_nmse": nmse,
-        "verdict": verdict,
-        "collapsed": verdict == "collapsed",
-        "steps_to_nmse_0.1": 100 if nmse < 0.1 else None,
-        "adaptive_statistics": extra.pop("stats", {"raw": 0.5, "fourier": 0.1}),
-        "adaptive_chosen": extra.pop("chosen", "raw"),
-        "wall_time_s": 1.0,
-        **extra,
-    }
+RAW = "raw+fourier-pos"
 
 
-def seed_world() -> list[dict[str, Any]]:
-    """Records in which every claim of the seed holds."""
-    records = []
-    for n in (256, 12288):
-        records += [
-            run("tiny-difference", n, "raw+fourier-pos", 0.9, 0.2 if n == 256 else 1.0),
-            run("tiny-difference", n, "raw+fourier-pos", 0.999, 0.05),
-            run("tiny-difference", n, "fft", 0.9, 0.05 if n == 256 else 0.8),
-            run("tiny-difference", n, "centre-fft", 0.9, 0.02),
-            run("frequency-shift", n, "raw-zscore", 0.9, 0.05),
-            run("frequency-shift", n, "centre-fft", 0.9, 0.6),
-            run("frequency-shift", n, "adaptive", 0.9, 0.05, chosen="raw"),
-        ]
-    return records
+def runs_of(cell: Cell, learned: int, n: int = 10, escape: int = 400, picks: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """n runs of ``cell``, the first ``learned`` of them learning (NMSE 0.01 from step ``escape``), the rest at 1.05."""
+    out = []
+    for seed in range(n):
+        ok = seed < learned
+        curve = [{"step": s, "test_nmse": 0.01 if ok and s >= escape else 1.05, "test_spread": 1.0}
+                 for s in range(50, cell.steps + 1, 50)]
+        out.append({
+            "record": "run", "experiment": "tiny-difference", "cell": cell.key, **cell.factors(),
+            "questions": list(cell.questions), "seed": seed, "test_nmse": curve[-1]["test_nmse"], "learned": ok,
+            "escape_step": escape if ok else None, "curve": curve, "wall_time_s": 1.0,
+            "rule_picks": {rule: {"chosen": pick} for rule, pick in (picks or {}).items()},
+        })
+    return out
+
+
+def world(r1: int = 0, r2_high: int = 10, fft_large: int = 0, norm_large: int = 10, shift_fourier: int = 0,
+          picks: str = "raw") -> list[dict[str, Any]]:
+    """A study in which, with the defaults, every claim of the seed holds."""
+    runs: list[dict[str, Any]] = []
+    runs += runs_of(Cell("tiny-difference", 12288, RAW, carrier="token0", steps=5000, seeds=10, questions=("R1", "R2")), r1)
+    runs += runs_of(Cell("tiny-difference", 256, RAW, carrier="token0", steps=5000, seeds=10, questions=("R1",)), 10, escape=100)
+    runs += runs_of(Cell("tiny-difference", 12288, RAW, carrier="token0", beta1=0.999, steps=5000, seeds=10, questions=("R2",)), r2_high)
+    for n, fft_k, norm_k in ((256, 10, 10), (12288, fft_large, norm_large)):
+        runs += runs_of(Cell("tiny-difference", n, "fft", carrier="token0", questions=("R3",)), fft_k)
+        runs += runs_of(Cell("tiny-difference", n, "centre-fft", carrier="token0", questions=("R3", "R4")), norm_k)
+    shift_picks = {"participation": picks, "target-block": "fourier" if shift_fourier >= 5 else "raw"}
+    for n in (256, 4096):
+        runs += runs_of(Cell("frequency-shift", n, "raw-zscore", phase="fixed", questions=("R5",)), 10, picks=shift_picks)
+        runs += runs_of(Cell("frequency-shift", n, "centre-fft-z", phase="fixed", questions=("R5",)), shift_fourier,
+                        picks=shift_picks)
+    return runs
 
 
 def verdicts(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -52,63 +57,61 @@ def verdicts(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_every_claim_holds_when_the_numbers_say_so() -> None:
-    assert verdicts(seed_world()) == {"R1": "holds", "R2": "holds", "R3": "holds", "R4": "holds", "R5": "holds"}
+    assert verdicts(world()) == {"R1": "holds", "R2": "holds", "R3": "holds", "R4": "holds", "R5": "holds"}
 
 
 def test_claims_fail_when_the_numbers_contradict_them() -> None:
-    records = seed_world()
-    for r in records:
-        if r["view"] == "raw+fourier-pos":
-            r.update(test_nmse=0.05, verdict="learning", collapsed=False)  # raw never collapses
-        if r["view"] == "fft":
-            r.update(test_nmse=0.05, verdict="learning", collapsed=False)  # fft does not degrade
-        if r["view"] == "centre-fft" and r["task"] == "tiny-difference" and r["n_tokens"] == 12288:
-            r.update(test_nmse=0.95, verdict="collapsed", collapsed=True)
-        if r["task"] == "frequency-shift":
-            if r["view"] == "centre-fft":
-                r["test_nmse"] = 0.01
-            r["adaptive_chosen"] = "fourier"
-    got = verdicts(records)
-    assert got["R1"] == "does not hold"
-    assert got["R2"] == "inconclusive"  # nothing to escape from
-    assert got["R3"] == "does not hold"
-    assert got["R4"] == "does not hold"
-    assert got["R5"] == "does not hold"
+    got = verdicts(world(r1=10, r2_high=10, fft_large=10, norm_large=0, shift_fourier=10))
+    assert got == {"R1": "fails", "R2": "fails", "R3": "fails", "R4": "fails", "R5": "fails"}
 
 
-def test_r5_fails_when_fourier_does_not_hurt_even_if_raw_is_picked() -> None:
-    records = seed_world()
-    for r in records:
-        if r["task"] == "frequency-shift" and r["view"] == "centre-fft":
-            r["test_nmse"] = 0.01
-    assert verdicts(records)["R5"] == "does not hold"
-    text = next(v.evidence for v in claim_verdicts(records) if v.claim == "R5")
-    assert "worse choice" in text
+def test_an_interval_that_straddles_the_threshold_is_inconclusive_and_says_what_would_decide() -> None:
+    records = world(r1=4)  # 4/10: [0.12, 0.74] contains 0.5
+    verdict = next(v for v in claim_verdicts(records) if v.claim == "R1")
+    assert verdict.status == "inconclusive"
+    assert "4/10 [0.12, 0.74]" in verdict.evidence and "seeds at this rate" in verdict.evidence
+    assert verdict.cells and all("raw+fourier-pos" in c for c in verdict.cells)
+    # 3 seeds cannot decide a 0/3 either: [0, 0.71].
+    few = [r for r in world() if r["seed"] < 3]
+    assert verdicts(few)["R1"] == "inconclusive"
 
 
-def test_missing_data_is_inconclusive_not_a_pass() -> None:
-    assert set(verdicts([]).values()) == {"inconclusive"}
-    only_small = [r for r in seed_world() if r["n_tokens"] == 256]
-    assert verdicts(only_small)["R1"] == "inconclusive"
+def test_escape_steps_and_the_short_budget_are_reported() -> None:
+    verdict = next(v for v in claim_verdicts(world()) if v.claim == "R1")
+    assert "N=256: 10/10" in verdict.evidence and "escape median 100" in verdict.evidence
+    assert "by step 300: 0/10" in verdict.evidence
 
 
-def test_mixed_seeds_make_r1_inconclusive() -> None:
-    records = seed_world() + [run("tiny-difference", 12288, "raw+fourier-pos", 0.9, 0.3, seed=1)]
-    assert verdicts(records)["R1"] == "inconclusive"
+def test_cells_hold_k_over_n_and_interval_bounds() -> None:
+    cells = {c["cell"]: c for c in cell_records(world(r1=0))}
+    raw = cells[Cell("tiny-difference", 12288, RAW, carrier="token0", steps=5000).key]
+    assert (raw["k_learned"], raw["n"]) == (0, 10)
+    assert raw["ci_low"] == 0.0 and abs(raw["ci_high"] - 0.3085) < 1e-3
+    assert raw["state"] == "stuck" and raw["escape_step_median"] is None
 
 
-def test_render_report_quotes_tables_verdicts_and_theory() -> None:
-    records = seed_world() + [{"record": "theory", "experiment": "theory", **r} for r in theory_table((16, 256))]
-    text = render_report(records, "Seed experiments", ["setup line"])
-    assert text.startswith("# Seed experiments")
-    assert "**R1** (raw tokens collapse at N = 12,288): **holds**" in text
-    assert "### tiny-difference: test NMSE" in text
-    assert "| raw+fourier-pos | 0.999 |" in text
-    assert "## Theory" in text and "| 256 |" in text
-    assert "setup line" in text
+def test_confusion_scores_each_rule_against_the_winning_view() -> None:
+    runs = []
+    for carrier, raw_k, fourier_k in (("token0", 0, 10), ("generic", 0, 0), ("drawn", 9, 9)):
+        for view, k in (("raw-zscore", raw_k), ("centre-fft-z", fourier_k)):
+            runs += runs_of(Cell("tiny-difference", 4096, view, carrier=carrier, questions=("choice",)), k,
+                            picks={"participation": "fourier", "target-block": "neither" if carrier == "generic" else "fourier"})
+    confusion = confusion_records(runs)
+    assert [c["winner"] for c in confusion] == ["either", "neither", "fourier"]  # drawn, generic, token0
+    scores = rule_scores(confusion)
+    assert (scores["participation"].k, scores["participation"].n) == (2, 3)
+    assert (scores["target-block"].k, scores["target-block"].n) == (3, 3)
+
+
+def test_render_report_quotes_verdicts_cells_confusion_and_theory() -> None:
+    records = world() + [{"record": "theory", "experiment": "theory", **r} for r in theory_table((16, 64))]
+    text = render_report(records, "Title", ["setup line"])
+    assert text.startswith("# Title") and "setup line" in text
+    for claim in ("R1", "R2", "R3", "R4", "R5"):
+        assert f"**{claim}**" in text
+    assert "## Which view wins" in text and "## Theory" in text and "0/10 [0.00, 0.31]" in text
 
 
 def test_mean_spread() -> None:
-    assert mean_spread([1.0]) == (1.0, 0.0)
-    mean, sd = mean_spread([1.0, 3.0])
-    assert mean == 2.0 and sd == pytest.approx(2**0.5)
+    assert mean_spread([1.0, 3.0]) == (2.0, 2.0 ** 0.5)
+    assert mean_spread([5.0]) == (5.0, 0.0)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rvperceiver.errors import InputError
-from rvperceiver.views.transforms import TRANSFORM_KINDS, forward_transform, inverse_transform
+from rvperceiver.views.transforms import PAIRED_KINDS, TRANSFORM_KINDS, forward_transform, inverse_transform
 
 REAL_KINDS = ("identity", "rfft", "hartley", "dct")
 LENGTHS = (1, 2, 3, 4, 5, 8, 9, 16, 31)
@@ -21,7 +21,7 @@ def _matrix(kind: str, n: int) -> np.ndarray:
     """The transform as a matrix: column j is the transform of the j-th unit vector (float64 reference)."""
     eye = torch.eye(n, dtype=torch.float64)
     out = forward_transform(eye, kind, 1)  # row j = transform of e_j
-    if kind == "complex":
+    if kind in PAIRED_KINDS:
         out = out.reshape(n, 2 * n)
     return out.double().numpy().T
 
@@ -32,7 +32,7 @@ def test_one_dim_transform_matrix_is_orthonormal(kind: str, n: int) -> None:
     m = _matrix(kind, n)
     # Columns orthonormal: M^T M = I (for complex: an isometry from R^n into R^2n).
     np.testing.assert_allclose(m.T @ m, np.eye(n), atol=1e-5)
-    if kind != "complex":
+    if kind not in PAIRED_KINDS:
         np.testing.assert_allclose(m @ m.T, np.eye(n), atol=1e-5)
 
 
@@ -102,7 +102,7 @@ def test_property_inverts_and_preserves_norm(shape: list[int], kind: str, data: 
     seed = data.draw(st.integers(min_value=0, max_value=2**31 - 1))
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     y = forward_transform(x, kind, dims)
-    expected_shape = tuple(shape) + ((2,) if kind == "complex" else ())
+    expected_shape = tuple(shape) + ((2,) if kind in PAIRED_KINDS else ())
     assert tuple(y.shape) == expected_shape
     assert y.dtype == torch.float32
     # Parseval (complex: isometry into twice the reals)
@@ -155,6 +155,14 @@ def test_cuda_matches_cpu(kind: str) -> None:
     assert gpu.dtype == torch.float32
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(inverse_transform(gpu, kind, (1, 2)).cpu(), x, atol=1e-5, rtol=0)
+
+
+def test_dual_holds_the_input_and_its_packed_rfft() -> None:
+    x = torch.randn(3, 16, 2)
+    y = forward_transform(x, "dual", (1, 2))
+    assert y.shape == (3, 16, 2, 2)
+    torch.testing.assert_close(y[..., 0] * 2**0.5, x)
+    torch.testing.assert_close(y[..., 1] * 2**0.5, forward_transform(x, "rfft", (1, 2)))
 
 
 def test_errors_name_the_problem() -> None:

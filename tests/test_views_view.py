@@ -33,7 +33,7 @@ def test_seed_sized_uint8_scalar_forward() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "transform", "axes"),
-    list(itertools.product(("scalar", "pixel", "patch"), ("identity", "rfft", "hartley", "dct", "complex"), ("flat", "grid"))),
+    list(itertools.product(("scalar", "pixel", "patch"), ("identity", "rfft", "hartley", "dct", "complex", "dual"), ("flat", "grid"))),
 )
 def test_every_view_inverts(mode: str, transform: str, axes: str) -> None:
     cfg = ViewConfig(token_mode=mode, patch_size=4, transform=transform, transform_axes=axes, pre_norm="zscore", post_norm="zscore")
@@ -41,7 +41,7 @@ def test_every_view_inverts(mode: str, transform: str, axes: str) -> None:
     x = _frames()
     view.fit([x[:4], x[4:]])
     y = view(x)
-    factor = 2 if transform == "complex" else 1
+    factor = 2 if transform in ("complex", "dual") else 1
     assert y.shape == (6, view.num_tokens, view.token_channels * factor) and view.out_channels == view.token_channels * factor
     torch.testing.assert_close(view.inverse(y), x.float() / 255, atol=1e-5, rtol=0)
 

@@ -234,22 +234,23 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import main_experiment
 
     out = Path(args.out)
-    if args.profile == "standard" and args.name != "bc":
-        raise RVPerceiverError(
-            f"profile 'standard' exists only for the bc experiment; {args.name} takes --profile quick or full"
-        )
     if _holds_results_of(out, args.name) and not args.overwrite:
         raise RVPerceiverError(
             f"{out} already holds results of {args.name}; pass --overwrite to replace them (results of the other "
             f"experiments in the same directory are kept either way)"
         )
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    if args.name == "bc":
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    else:
+        from rvperceiver.experiments.tasks import parse_seeds
+
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if args.name == "bc":
         from rvperceiver.experiments.bc import run_bc_study
 
         run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
         return 0
-    main_experiment(args.name, args.profile, out, seeds)
+    main_experiment(args.name, args.profile, out, seeds, workers=args.workers)
     return 0
 
 
@@ -446,12 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "Reacher behaviour-cloning comparison (bc)")
     p.add_argument("name", choices=("tiny-difference", "frequency-shift", "theory", "bc"), help="which study")
     p.add_argument("--profile", choices=("quick", "standard", "full"), default="quick",
-                   help="quick: sized for 2 CPU cores (bc: CI-sized); standard: bc only (the README's table, about an "
-                   "hour on 2 shared CPU cores); full: sized for a GPU")
+                   help="quick: sized for 2 CPU cores (CI-sized); standard: the README's tables (about an hour on 2 "
+                   "CPU cores); full: sized for a GPU")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, report.md and plots")
     p.add_argument("--work", default=None, metavar="DIR",
                    help="bc only: where demos and checkpoints go (default: OUT/work)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="seed studies: training processes, one thread each (default: the profile's)")
     p.add_argument("--overwrite", action="store_true", help="replace this study's earlier results in OUT")
     p.set_defaults(func=cmd_experiment)
 

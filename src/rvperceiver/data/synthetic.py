@@ -46,6 +46,8 @@ __all__ = [
     "split_train_test",
     "carrier_positions_1d",
     "image_carrier_pixels",
+    "moving_dot_1d",
+    "moving_dot_image",
 ]
 
 # Streams drawn from one seed: the dataset-level constants and the per-example values never share a stream,
@@ -114,15 +116,26 @@ def tiny_difference_1d(
     background_std: float = 0.5,
     signal_mean: float = 1.0,
     signal_std: float = 1.0,
+    positions: list[int] | np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The seed's sequence: ``x[n] = X1`` at the carrier positions, ``X2`` elsewhere, plus noise.
 
     ``X2 ~ N(background_mean, background_std²)`` is drawn once per seed (shared by all examples, as a fixed
     scene is); ``X1 = signal_mean + signal_std · z`` with ``z ~ N(0, 1)`` per example and carrier.
-    Returns inputs ``[M, N, 1]`` and targets ``[M, 1, k]`` holding ``z`` (``X1`` standardised).
+    ``positions`` (``k`` distinct token indices) overrides :func:`carrier_positions_1d`: where the carrier sits
+    decides what a Fourier view makes of it (a change at ``n0`` reaches every bin with a sign pattern of
+    frequency ``n0``). Returns inputs ``[M, N, 1]`` and targets ``[M, 1, k]`` holding ``z`` (``X1`` standardised).
     """
     _check_positive("num_examples", num_examples)
-    positions = carrier_positions_1d(n_tokens, k)
+    if positions is None:
+        positions = carrier_positions_1d(n_tokens, k)
+    else:
+        _check_positive("n_tokens", n_tokens)
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        if positions.size != k or len(set(positions.tolist())) != k or positions.min() < 0 or positions.max() >= n_tokens:
+            raise InputError(
+                f"argument 'positions': expected {k} distinct token indices in [0, {n_tokens - 1}], got {positions.tolist()}"
+            )
     _check_non_negative("noise_std", noise_std)
     _check_non_negative("background_std", background_std)
     _check_non_negative("signal_std", signal_std)
@@ -166,11 +179,13 @@ def tiny_difference_image(
     channels: int = 3,
     k: int = 1,
     noise_std: float = 0.01,
+    carrier_pixels: list[tuple[int, int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Image form of the tiny-difference task: one fixed scene, ``k`` pixels carry the target.
 
     The carrier pixels (all channels set to one grey value ``0.5 + 0.16 z``, ``z`` clipped to ±2.5) sit at
-    fixed positions drawn from the seed and kept at least one pixel from the border. Values are quantised to
+    fixed positions drawn from the seed and kept at least one pixel from the border, or at ``carrier_pixels``
+    ((row, col) pairs, any pixel of the image) when given. Values are quantised to
     the uint8 grid. Returns inputs ``[M, 1, H, W, C]`` (one frame per example, the ``(T, H, W, C)`` layout the
     views expect) and targets ``[M, 1, k]`` holding ``z`` recovered from the quantised pixel, so the target is
     an exact function of the input.
@@ -188,6 +203,14 @@ def tiny_difference_image(
     scene_rng = _rng(seed, _BACKGROUND_STREAM)
     background = _smooth_background(scene_rng, image_size, channels)
     rows, cols = _draw_carrier_pixels(scene_rng, image_size, k)
+    if carrier_pixels is not None:
+        pixels = [(int(r), int(c)) for r, c in carrier_pixels]
+        if len(pixels) != k or len(set(pixels)) != k or not all(0 <= v < image_size for rc in pixels for v in rc):
+            raise InputError(
+                f"argument 'carrier_pixels': expected {k} distinct (row, col) pairs inside the {image_size}×{image_size} "
+                f"image, got {carrier_pixels}"
+            )
+        rows, cols = np.array([r for r, _ in pixels]), np.array([c for _, c in pixels])
 
     examples = _rng(seed, _EXAMPLE_STREAM)
     z = np.clip(examples.standard_normal((num_examples, k)), -_IMAGE_Z_CLIP, _IMAGE_Z_CLIP)
@@ -213,6 +236,77 @@ def image_carrier_pixels(seed: int, *, image_size: int = 64, channels: int = 3, 
     _smooth_background(scene_rng, image_size, channels)
     rows, cols = _draw_carrier_pixels(scene_rng, image_size, k)
     return [(int(r), int(c)) for r, c in zip(rows, cols)]
+
+
+def moving_dot_1d(
+    num_examples: int,
+    n_tokens: int,
+    seed: int,
+    *,
+    noise_std: float = 0.01,
+    background_mean: float = 0.3,
+    background_std: float = 0.05,
+    amplitude: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A location-coded difference: one bright token at a random place per example on a fixed background.
+
+    The background (one value per token, ``N(background_mean, background_std²)``) is drawn once per seed; each
+    example adds ``amplitude`` at one uniformly drawn token ``p``. The target is the position, ``2p/(N-1) - 1``
+    in [-1, 1] — what a model must read off the *position* of the change, not its value (the 1-D twin of
+    CoordConv's coordinate-regression task, Liu et al. 2018). Returns inputs ``[M, N, 1]``, targets ``[M, 1, 1]``.
+    """
+    _check_positive("num_examples", num_examples)
+    _check_positive("n_tokens", n_tokens)
+    _check_non_negative("noise_std", noise_std)
+    _check_non_negative("background_std", background_std)
+    if n_tokens < 2:
+        raise InputError(f"argument 'n_tokens': expected at least 2 positions for a moving dot, got {n_tokens}")
+    background = _rng(seed, _BACKGROUND_STREAM).normal(background_mean, background_std, size=n_tokens)
+    examples = _rng(seed, _EXAMPLE_STREAM)
+    position = examples.integers(0, n_tokens, size=num_examples)
+    x = background[None, :] + noise_std * examples.standard_normal((num_examples, n_tokens))
+    x[np.arange(num_examples), position] += amplitude
+    inputs = torch.from_numpy(x.astype(np.float32)).unsqueeze(-1)
+    targets = torch.from_numpy((2.0 * position / (n_tokens - 1) - 1.0).astype(np.float32)).reshape(num_examples, 1, 1)
+    return inputs, targets
+
+
+def moving_dot_image(
+    num_examples: int,
+    seed: int,
+    *,
+    image_size: int = 64,
+    channels: int = 3,
+    blob: int = 2,
+    noise_std: float = 0.01,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small bright ``blob × blob`` square (all channels 1.0) at a random place per example on a fixed scene.
+
+    The scene is the smooth background of :func:`tiny_difference_image`; values are on the uint8 grid. The
+    target is the blob's centre ``(row, col)``, each scaled to [-1, 1]: the synthetic twin of a small object
+    in a robot's camera frame. Returns inputs ``[M, 1, H, W, C]`` and targets ``[M, 1, 2]``.
+    """
+    _check_positive("num_examples", num_examples)
+    _check_positive("image_size", image_size)
+    _check_positive("channels", channels)
+    _check_positive("blob", blob)
+    _check_non_negative("noise_std", noise_std)
+    if blob >= image_size:
+        raise InputError(f"argument 'blob': expected fewer than image_size={image_size} pixels, got {blob}")
+    background = _smooth_background(_rng(seed, _BACKGROUND_STREAM), image_size, channels)
+    examples = _rng(seed, _EXAMPLE_STREAM)
+    corners = examples.integers(0, image_size - blob + 1, size=(num_examples, 2))
+    frames = background[None] + noise_std * examples.standard_normal((num_examples, image_size, image_size, channels))
+    offsets = np.arange(blob)
+    rows = corners[:, 0, None, None] + offsets[None, :, None]
+    cols = corners[:, 1, None, None] + offsets[None, None, :]
+    frames[np.arange(num_examples)[:, None, None], rows, cols, :] = 1.0
+    frames = _quantise(frames)
+    centre = corners + (blob - 1) / 2.0
+    scaled = 2.0 * centre / (image_size - 1) - 1.0
+    inputs = torch.from_numpy(frames.astype(np.float32)).unsqueeze(1)
+    targets = torch.from_numpy(scaled.astype(np.float32)).reshape(num_examples, 1, 2)
+    return inputs, targets
 
 
 def frequency_shift(

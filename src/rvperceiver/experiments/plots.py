@@ -6,6 +6,7 @@ returns its path.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rvperceiver.experiments.report import mean_spread  # noqa: E402
+from rvperceiver.experiments.report import interval, mean_spread  # noqa: E402
 
-__all__ = ["plot_nmse_vs_n", "plot_learning_curves", "plot_attention_map", "plot_theory"]
+__all__ = [
+    "plot_nmse_vs_n",
+    "plot_learning_curves",
+    "plot_attention_map",
+    "plot_theory",
+    "plot_learned_vs_n",
+    "plot_escape_steps",
+]
 
 
 def _label(view: str, beta1: float) -> str:
@@ -125,6 +133,87 @@ def plot_theory(records: list[dict[str, Any]], path: Path) -> Path:
     right.set_xlabel("N")
     right.set_title("Shares and SNR")
     right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _cell_label(r: dict[str, Any]) -> str:
+    bits = [r["view"]]
+    if r["axes"] != "flat":
+        bits.append(r["axes"])
+    if r["beta1"] != 0.9 or r["lr"] != 1e-3:
+        bits.append(f"β1={r['beta1']}, lr={r['lr']:g}")
+    return ", ".join(bits)
+
+
+def plot_learned_vs_n(runs: list[dict[str, Any]], task: str, path: Path) -> Path:
+    """Seeds learned (k/n, with Clopper–Pearson 95% bars) against N, one line per view; one panel per factor
+    combination (carrier / phase / noise) and budget."""
+    task_runs = [r for r in runs if r["task"] == task]
+    panels = sorted({(r["carrier"], r["phase"], r["noise"], r["steps"]) for r in task_runs}, key=str)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.6 * max(len(panels), 1), 4), squeeze=False)
+    for ax, (carrier, phase, noise, steps) in zip(axes[0], panels):
+        here = [r for r in task_runs if (r["carrier"], r["phase"], r["noise"], r["steps"]) == (carrier, phase, noise, steps)]
+        lines: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for r in here:
+            lines[_cell_label(r)][r["n_tokens"]].append(r)
+        for offset, (label, by_n) in enumerate(sorted(lines.items())):
+            sizes = sorted(by_n)
+            ivs = [interval(by_n[n]) for n in sizes]
+            xs = [n * (1.0 + 0.04 * (offset - len(lines) / 2)) for n in sizes]
+            ax.errorbar(xs, [iv.fraction for iv in ivs],
+                        yerr=[[iv.fraction - iv.low for iv in ivs], [iv.high - iv.fraction for iv in ivs]],
+                        marker="o", capsize=3, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.05, 1.05)
+        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("N (tokens)")
+        ax.set_ylabel("fraction of seeds learned (NMSE < 0.5)")
+        title = ", ".join(b for b in (f"carrier {carrier}" if carrier != "-" else "", f"phase {phase}" if phase != "-" else "",
+                                      f"noise {noise:g}", f"{steps} steps") if b)
+        ax.set_title(f"{task}\n{title}", fontsize=8)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_escape_steps(runs: list[dict[str, Any]], path: Path) -> Path:
+    """The raw-token escape runs: escape step of every seed against N (left, β1 0.9, lr 1e-3) and per β1 × lr at
+    the largest N (right); seeds that never escaped sit at the budget, drawn as open markers."""
+    long = [r for r in runs if r["view"] == "raw+fourier-pos" and {"R1", "R2"} & set(r.get("questions") or ())]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    base = [r for r in long if r["beta1"] == 0.9 and r["lr"] == 1e-3]
+    for r in base:
+        escaped = r["escape_step"] is not None
+        left.scatter([r["n_tokens"]], [r["escape_step"] if escaped else r["steps"]], marker="o",
+                     facecolors="C0" if escaped else "none", edgecolors="C0")
+    sizes = sorted({r["n_tokens"] for r in base})
+    medians = []
+    for n in sizes:
+        values = sorted((r["escape_step"] if r["escape_step"] is not None else math.inf) for r in base if r["n_tokens"] == n)
+        medians.append(values[len(values) // 2] if values else math.nan)
+    left.plot(sizes, [m if math.isfinite(m) else np.nan for m in medians], "k-", label="median escape step")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("N (tokens)")
+    left.set_ylabel("escape step (first test NMSE < 0.5)")
+    left.set_title("R1: raw tokens, β1 0.9, lr 1e-3 (open = never escaped)", fontsize=9)
+    left.legend(fontsize=7)
+    n_max = max(sizes, default=0)
+    combos = sorted({(r["lr"], r["beta1"]) for r in long if r["n_tokens"] == n_max})
+    for i, (lr, beta1) in enumerate(combos):
+        here = [r for r in long if r["n_tokens"] == n_max and (r["lr"], r["beta1"]) == (lr, beta1)]
+        for j, r in enumerate(here):
+            escaped = r["escape_step"] is not None
+            right.scatter([i + 0.05 * (j - len(here) / 2)], [r["escape_step"] if escaped else r["steps"]],
+                          marker="o", facecolors=f"C{i}" if escaped else "none", edgecolors=f"C{i}")
+    right.set_xticks(range(len(combos)))
+    right.set_xticklabels([f"lr {lr:g}\nβ1 {b}" for lr, b in combos], fontsize=7)
+    right.set_ylabel("escape step")
+    right.set_title(f"R2: N = {n_max}, β1 × lr (open = never escaped within the budget)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

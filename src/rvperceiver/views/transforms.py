@@ -18,6 +18,10 @@ consumes real tokens, so every transform here maps reals to reals and is exactly
 ``complex``
     the full ortho FFT with real and imaginary parts on a new trailing axis of size 2. This is an isometry into
     twice as many reals (the spectrum of a real signal is conjugate-symmetric, so half of it is redundant).
+``dual``
+    the input and its packed ``rfft`` side by side on a new trailing axis of size 2, (raw, Fourier) / √2. Token
+    ``n`` then carries sample ``n`` and packed coefficient ``n``, so a model sees both views and need not choose
+    between them. The 1/√2 makes it an isometry into twice as many reals, like ``complex``.
 
 Several dims are handled separably: the 1-D transform is applied along each dim in turn. Separable application
 of orthogonal 1-D maps along different axes is the Kronecker product of orthogonal matrices, hence orthogonal, and
@@ -39,8 +43,10 @@ import torch
 
 from rvperceiver.errors import InputError
 
-TransformKind = Literal["identity", "rfft", "hartley", "dct", "complex"]
-TRANSFORM_KINDS: tuple[str, ...] = ("identity", "rfft", "hartley", "dct", "complex")
+TransformKind = Literal["identity", "rfft", "hartley", "dct", "complex", "dual"]
+TRANSFORM_KINDS: tuple[str, ...] = ("identity", "rfft", "hartley", "dct", "complex", "dual")
+# Kinds whose output has a trailing axis of size 2.
+PAIRED_KINDS: tuple[str, ...] = ("complex", "dual")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -179,8 +185,8 @@ def _along(x: torch.Tensor, dim: int, fn) -> torch.Tensor:
 def forward_transform(x: torch.Tensor, kind: str, dims: int | Sequence[int]) -> torch.Tensor:
     """Apply the real-valued transform ``kind`` over ``dims`` of ``x``.
 
-    Returns a float32 tensor of the same shape, except for ``kind="complex"``, which appends a trailing axis of
-    size 2 holding (real, imaginary). Integer or float64 input is converted to float32; complex input is refused.
+    Returns a float32 tensor of the same shape, except for ``kind="complex"`` and ``kind="dual"``, which append a
+    trailing axis of size 2 holding (real, imaginary), resp. (raw, packed rfft). Integer or float64 input is converted to float32; complex input is refused.
     """
     _check_kind(kind)
     x = _as_float32(x, "forward_transform input")
@@ -191,6 +197,8 @@ def forward_transform(x: torch.Tensor, kind: str, dims: int | Sequence[int]) -> 
         if kind == "complex":
             spectrum = torch.fft.fftn(x, dim=resolved, norm="ortho")
             return torch.stack([spectrum.real, spectrum.imag], dim=-1)
+        if kind == "dual":
+            return torch.stack([x, forward_transform(x, "rfft", resolved)], dim=-1) * math.sqrt(0.5)
         out = x
         for d in resolved:
             out = _along(out, d, _FORWARD_1D[kind])
@@ -209,10 +217,10 @@ def inverse_transform(
     """
     _check_kind(kind)
     y = _as_float32(y, "inverse_transform input")
-    if kind == "complex":
+    if kind in PAIRED_KINDS:
         if y.ndim < 2 or y.shape[-1] != 2:
             raise InputError(
-                f"inverse 'complex' transform expects a trailing (real, imag) axis of size 2, got shape {tuple(y.shape)}"
+                f"inverse {kind!r} transform expects a trailing axis of size 2, got shape {tuple(y.shape)}"
             )
         signal_ndim = y.ndim - 1
     else:
@@ -226,6 +234,8 @@ def inverse_transform(
     with _no_autocast(y.device):
         if kind == "identity":
             return y
+        if kind == "dual":
+            return (y[..., 0] * math.sqrt(2.0)).contiguous()
         if kind == "complex":
             spectrum = torch.complex(y[..., 0], y[..., 1])
             return torch.fft.ifftn(spectrum, dim=resolved, norm="ortho").real.contiguous()
@@ -236,6 +246,6 @@ def inverse_transform(
 
 
 def output_channel_factor(kind: str) -> int:
-    """How many output reals each input real becomes (2 for ``complex``, 1 otherwise)."""
+    """How many output reals each input real becomes (2 for ``complex`` and ``dual``, 1 otherwise)."""
     _check_kind(kind)
-    return 2 if kind == "complex" else 1
+    return 2 if kind in PAIRED_KINDS else 1

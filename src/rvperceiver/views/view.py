@@ -172,7 +172,7 @@ class InputView(nn.Module):
         b = values.shape[0]
         n, c = self.num_tokens, self.token_channels
         shape: tuple[int, ...] = (b, n) if self.config.transform_axes == "flat" else (b, *self.grid_shape)
-        if self.config.transform == "complex":
+        if self.config.transform in ("complex", "dual"):
             shaped = values.reshape(*shape, c, 2)
         else:
             shaped = values.reshape(*shape, c)
