@@ -13,8 +13,9 @@ The decision rules, fixed before the standard run (README, "The seed's claims"):
   token 0, β1 0.9, lr 1e-3, at the largest N of the long (escape) runs: *holds* if stuck at the end of the long
   budget, *fails* if it learns, else inconclusive. The share learned by step 300 (the quick study's budget) and
   the escape-step median against N are reported next to it.
-* **R2** "Adam β1 = 0.999 gets out where β1 = 0.9 stays" — the same cell over β1 ∈ {0.9, 0.999} × lr: *holds* if at
-  some lr β1 = 0.999 learns while β1 = 0.9 is stuck; *fails* if at every lr (both β1 present) either β1 = 0.999 is
+* **R2** "Adam β1 = 0.999 gets out where β1 = 0.9 stays" — the same cell over β1 ∈ {0.9, 0.999} × lr, on the
+  learning rates with ≥ 10 seeds for both β1 (all of them if none has; the others are reported as exploratory):
+  *holds* if at some lr β1 = 0.999 learns while β1 = 0.9 is stuck; *fails* if at every lr either β1 = 0.999 is
   stuck or β1 = 0.9 learns too; else inconclusive.
 * **R3** "the FFT without normalisation fails on long inputs (X2 drowns X1)" — uncentred ``fft``, 1-D, token 0:
   *holds* if stuck at the largest N while it learns at the smallest; *fails* if it learns at the largest N; else
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 THRESHOLD = 0.5
+R2_MIN_SEEDS = 10
 RAW = "raw+fourier-pos"
 RAW_VIEWS = ("raw+fourier-pos", "raw-zscore")
 FOURIER_VIEWS = ("centre-fft", "centre-fft-z")
@@ -239,10 +241,17 @@ def _r2(runs: list[dict[str, Any]]) -> ClaimVerdict:
     n_max = max(r["n_tokens"] for r in long)
     at = _select(long, n_tokens=n_max)
     lrs = sorted({r["lr"] for r in at})
+    # Learning rates with ≥ 10 seeds on both β1 carry the verdict; the others are reported as exploratory.
+    powered = [lr for lr in lrs if min(len(_select(at, lr=lr, beta1=b)) for b in (0.9, 0.999)) >= R2_MIN_SEEDS]
+    verdict_lrs = powered or lrs
     holds_at, fails_at, parts, undecided = [], [], [], []
     for lr in lrs:
         hi, lo = _select(at, lr=lr, beta1=0.999), _select(at, lr=lr, beta1=0.9)
         if not hi or not lo:
+            continue
+        if lr not in verdict_lrs:
+            parts.append(f"exploratory lr {lr:g}: β1 0.9 {_cell_text(lo)}, {_escape_text(lo)}; β1 0.999 {_cell_text(hi)}, "
+                         f"{_escape_text(hi)}")
             continue
         s_hi, s_lo = _state(interval(hi)), _state(interval(lo))
         parts.append(f"lr {lr:g}: β1 0.9 {_cell_text(lo)}, {_escape_text(lo)}; β1 0.999 {_cell_text(hi)}, {_escape_text(hi)}")
@@ -252,14 +261,15 @@ def _r2(runs: list[dict[str, Any]]) -> ClaimVerdict:
             fails_at.append(lr)
         else:
             undecided.append(f"lr {lr:g} (β1 0.999 {_need(hi)}; β1 0.9 {_need(lo)})")
-    if not parts:
+    compared = len(holds_at) + len(fails_at) + len(undecided)
+    if not compared:
         return ClaimVerdict("R2", statement, "inconclusive", f"needs both β1 at one lr at N={n_max}")
-    compared = len(parts)
     status = "holds" if holds_at else "fails" if len(fails_at) == compared else "inconclusive"
     evidence = f"N={n_max}, {at[0]['steps']} steps — " + " | ".join(parts)
     if status == "inconclusive":
         evidence += ". Undecided at " + "; ".join(undecided)
-    return ClaimVerdict("R2", statement, status, evidence, tuple(sorted({r["cell"] for r in at})))
+    return ClaimVerdict("R2", statement, status, evidence,
+                        tuple(sorted({r["cell"] for r in at if r["lr"] in verdict_lrs})))
 
 
 def _short(runs: list[dict[str, Any]], **where: Any) -> list[dict[str, Any]]:
