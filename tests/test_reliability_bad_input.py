@@ -463,3 +463,19 @@ def test_missing_low_dim_observation_key_lists_the_keys_present(capsys, data: Pa
                        "--out", tmp_path / "r")
     assert f"{data}, training split: low-dim observation key 'joint_pos' not found in episode" in message
     assert "per-step keys present: [" in message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Seed-claims study
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_seed_study_profile_and_seed_list(capsys, tmp_path: Path) -> None:
+    message = _refused(capsys, "experiment", "tiny-difference", "--profile", "huge", "--out", tmp_path / "o")
+    assert message.endswith("profile 'huge' does not exist; expected one of quick, standard, full for tiny-difference")
+    message = _refused(capsys, "experiment", "theory", "--seeds", "", "--out", tmp_path / "o")
+    assert "seeds: the seed list is empty" in message
+    message = _refused(capsys, "experiment", "theory", "--seeds", "0,1,1", "--out", tmp_path / "o")
+    assert "seeds: the seed list repeats [1]; each seed may appear once" in message
+    message = _refused(capsys, "experiment", "theory", "--seeds", "0,one", "--out", tmp_path / "o")
+    assert "'one' is not an integer" in message

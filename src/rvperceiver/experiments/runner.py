@@ -261,13 +261,15 @@ def _init_worker() -> None:
 
 def _jobs(cells: tuple[Cell, ...], seeds: tuple[int, ...] | None, profile: Profile, device: str) -> list[tuple]:
     """Seed-major order (every cell's first seed, then every cell's second, …) so a study cut short still has
-    every cell with nearly the same number of seeds; longest runs first within a round, to balance workers."""
+    every cell with nearly the same number of seeds; the long escape runs (more than 1000 steps) come after every
+    short run, so they cannot hold the factorial back; longest first within a round, to balance workers."""
     jobs = []
     rounds = len(seeds) if seeds is not None else profile.max_seeds
-    for i in range(rounds):
-        batch = [c for c in cells if seeds is not None or c.seeds > i]
-        batch.sort(key=lambda c: -(c.steps * c.n_tokens))
-        jobs += [(c, seeds[i] if seeds is not None else i, profile, device) for c in batch]
+    for long in (False, True):
+        for i in range(rounds):
+            batch = [c for c in cells if (seeds is not None or c.seeds > i) and (c.steps > 1000) == long]
+            batch.sort(key=lambda c: -(c.steps * c.n_tokens))
+            jobs += [(c, seeds[i] if seeds is not None else i, profile, device) for c in batch]
     return jobs
 
 
