@@ -115,6 +115,24 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
         Cell("tiny-difference", 64, "fft", carrier="token0", axes="diagonal")
 
 
+def test_job_orders_and_question_filter(tmp_path: Path) -> None:
+    from rvperceiver.experiments.runner import _jobs
+
+    profile = get_profile("standard")
+    cells = profile.grid("tiny-difference")
+    by_seed = _jobs(cells, None, profile, "cpu")
+    assert len(by_seed) == sum(c.seeds for c in cells)
+    first_long = next(i for i, job in enumerate(by_seed) if job[0].steps > 1000)
+    assert all(job[0].steps > 1000 for job in by_seed[first_long:])  # escape runs after every short run
+    assert [job[1] for job in by_seed[:3]] == [0, 0, 0]
+    by_cell = _jobs(cells[:2], (0, 1, 2), profile, "cpu", "cell")
+    assert [(job[0].key, job[1]) for job in by_cell[:3]] == [(by_cell[0][0].key, s) for s in (0, 1, 2)]
+    with pytest.raises(ConfigError, match="questions"):
+        run_experiment("tiny-difference", "test", tmp_path, questions=["R9"])
+    with pytest.raises(ConfigError, match="order 'random' does not exist"):
+        run_experiment("tiny-difference", "test", tmp_path, order="random")
+
+
 def test_profiles_put_ten_seeds_on_verdict_cells() -> None:
     standard = get_profile("standard")
     for cell in standard.cells:

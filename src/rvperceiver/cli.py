@@ -239,7 +239,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise RVPerceiverError(
             f"profile {args.profile!r} does not exist; expected one of {', '.join(known)} for {args.name}"
         )
-    if _holds_results_of(out, args.name) and not args.overwrite:
+    resumable = args.name not in ("bc", "theory") and (out / f"runs-{args.name}.jsonl").exists()
+    if args.overwrite and resumable:
+        (out / f"runs-{args.name}.jsonl").unlink()  # start afresh instead of resuming
+    elif _holds_results_of(out, args.name) and not args.overwrite and not resumable:
         raise RVPerceiverError(
             f"{out} already holds results of {args.name}; pass --overwrite to replace them (results of the other "
             f"experiments in the same directory are kept either way)"
@@ -255,7 +258,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
         return 0
-    main_experiment(args.name, args.profile, out, seeds, workers=args.workers)
+    questions = [q.strip() for q in args.questions.split(",") if q.strip()] if args.questions is not None else None
+    main_experiment(args.name, args.profile, out, seeds, workers=args.workers, questions=questions, order=args.order)
     return 0
 
 
@@ -460,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bc only: where demos and checkpoints go (default: OUT/work)")
     p.add_argument("--workers", type=int, default=None,
                    help="seed studies: training processes, one thread each (default: the profile's)")
+    p.add_argument("--questions", default=None,
+                   help="seed studies: only the cells that serve these claims, e.g. R3,R4 (default: every cell)")
+    p.add_argument("--order", choices=("seed", "cell"), default="seed",
+                   help="seed studies: seed = every cell's first seed, then the second, ...; cell = every seed of the "
+                   "cheapest cell first (each finished cell decidable on its own)")
     p.add_argument("--overwrite", action="store_true", help="replace this study's earlier results in OUT")
     p.set_defaults(func=cmd_experiment)
 

@@ -70,7 +70,16 @@ from rvperceiver.utils import atomic_write_text
 from rvperceiver.views.adaptive import RULES, AdaptiveChoice, choose_view, default_candidates
 from rvperceiver.views.view import ViewConfig
 
-__all__ = ["run_experiment", "main_experiment", "demo", "train_run", "rule_picks", "EVAL_CHUNK", "LEARNED_NMSE"]
+__all__ = [
+    "run_experiment",
+    "main_experiment",
+    "demo",
+    "train_run",
+    "rule_picks",
+    "window_rule_picks",
+    "EVAL_CHUNK",
+    "LEARNED_NMSE",
+]
 
 # Examples per forward pass when evaluating or computing statistics (bounds memory at large N).
 EVAL_CHUNK = 64
@@ -106,6 +115,28 @@ def rule_picks(task: SyntheticTask, axes: str = "flat", blocks: int = 16) -> dic
             "statistics": dict(choice.statistics),
             "p_values": {k: d["p_value"] for k, d in choice.details.items()},
         }
+    return picks
+
+
+def window_rule_picks(
+    path: str | Path, t_obs: int = 2, t_pred: int = 8, max_samples: int = 1024, blocks: int = 16
+) -> dict[str, Any]:
+    """Every view-choice rule's answer on the training windows of a demo file (the behaviour-cloning tiers).
+
+    ``max_samples`` windows, evenly spaced over the training split, bound the cost (0 = all)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from rvperceiver.data.loading import load_windows
+
+    train = load_windows(path, t_obs=t_obs, t_pred=t_pred).train
+    size = len(train)
+    chosen = range(size) if not 0 < max_samples < size else np.linspace(0, size - 1, max_samples).round().astype(int).tolist()
+    loader = DataLoader(Subset(train, list(chosen)), batch_size=EVAL_CHUNK, shuffle=False)
+    picks: dict[str, Any] = {"path": str(path), "windows": len(chosen), "frame_shape": list(train.frame_shape)}
+    for rule in RULES:
+        choice = choose_view(loader, train.frame_shape, rule=rule, blocks=blocks)
+        picks[rule] = {"chosen": choice.chosen, "statistics": dict(choice.statistics),
+                       "p_values": {k: d["p_value"] for k, d in choice.details.items()}}
     return picks
 
 
@@ -259,10 +290,18 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _jobs(cells: tuple[Cell, ...], seeds: tuple[int, ...] | None, profile: Profile, device: str) -> list[tuple]:
+def _jobs(
+    cells: tuple[Cell, ...], seeds: tuple[int, ...] | None, profile: Profile, device: str, order: str = "seed"
+) -> list[tuple]:
     """Seed-major order (every cell's first seed, then every cell's second, …) so a study cut short still has
     every cell with nearly the same number of seeds; the long escape runs (more than 1000 steps) come after every
     short run, so they cannot hold the factorial back; longest first within a round, to balance workers."""
+    if order == "cell":  # every seed of the cheapest cell first: each finished cell can be decided on its own
+        # At equal cost: the rules' Fourier candidate, then uncentred fft, then the other views; images first.
+        priority = ("centre-fft-z", "fft", "centre-fft", "zscore-fft")
+        ranked = sorted(cells, key=lambda c: (c.steps * c.n_tokens, priority.index(c.view) if c.view in priority else 9,
+                                              not c.task.endswith("image")))
+        return [(c, s, profile, device) for c in ranked for s in (seeds if seeds is not None else range(c.seeds))]
     jobs = []
     rounds = len(seeds) if seeds is not None else profile.max_seeds
     for long in (False, True):
@@ -360,12 +399,18 @@ def run_experiment(
     device: str | None = None,
     progress: bool = False,
     workers: int | None = None,
+    questions: list[str] | tuple[str, ...] | None = None,
+    order: str = "seed",
 ) -> list[dict[str, Any]]:
     """Run one experiment (``tiny-difference``, ``frequency-shift`` or ``theory``) and write its outputs.
 
     ``seeds`` None = each cell's own count from the profile (seeds 0, 1, …); a list = exactly those seeds on
-    every cell. Returns this experiment's run (or theory) records.
+    every cell. ``questions`` (e.g. ``["R3", "R4"]``) keeps only the cells that serve one of them. ``order``:
+    ``seed`` (every cell's first seed, then every cell's second, …) or ``cell`` (all seeds of the cheapest cell,
+    then the next), for a budget that may run out. Returns this experiment's run (or theory) records.
     """
+    if order not in ("seed", "cell"):
+        raise ConfigError(f"order {order!r} does not exist; expected seed or cell")
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment {name!r} does not exist; expected one of {', '.join(EXPERIMENTS)}")
     prof = get_profile(profile)
@@ -383,13 +428,20 @@ def run_experiment(
         return records
 
     cells = prof.grid(name)
+    if questions is not None:
+        known = sorted({q for c in prof.cells for q in c.questions})
+        unknown = sorted(set(questions) - set(known))
+        if unknown or not questions:
+            raise ConfigError(f"questions {list(questions)}: expected some of {', '.join(known)}")
+        cells = tuple(c for c in cells if set(c.questions) & set(questions))
     log_path = out / f"runs-{name}.jsonl"
     records = [r for r in _read_jsonl(log_path, prof.name)]
     done = {(r["cell"], r["seed"]) for r in records}
-    todo = [job for job in _jobs(cells, run_seeds, prof, device) if (job[0].key, job[1]) not in done]
+    todo = [job for job in _jobs(cells, run_seeds, prof, device, order) if (job[0].key, job[1]) not in done]
     wanted = {(job[0].key, job[1]) for job in _jobs(cells, run_seeds, prof, device)}
-    records = [r for r in records if (r["cell"], r["seed"]) in wanted]
-    total = len(wanted)
+    # Runs of this profile already in the log that this call does not ask for are kept in the outputs too.
+    records = sorted(records, key=lambda r: (r["cell"], r["seed"]) not in wanted)
+    total = len(todo) + len(records)
     if progress and done:
         print(f"resuming: {len(records)} of {total} runs already in {log_path}", flush=True)
 
@@ -434,10 +486,12 @@ def main_experiment(
     seeds: list[int] | None = None,
     device: str | None = None,
     workers: int | None = None,
+    questions: list[str] | None = None,
+    order: str = "seed",
 ) -> int:
     """CLI entry: run, then print where the outputs are and the claim verdicts. Returns an exit code."""
     started = time.perf_counter()
-    run_experiment(name, profile, out, seeds, device, progress=True, workers=workers)
+    run_experiment(name, profile, out, seeds, device, progress=True, workers=workers, questions=questions, order=order)
     out_path = Path(out)
     records = json.loads((out_path / "results.json").read_text())
     print(f"{name} ({profile}) finished in {time.perf_counter() - started:.1f} s; results in {out_path}/")
