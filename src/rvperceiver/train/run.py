@@ -70,11 +70,13 @@ def _frame_batches(dataset: Dataset, batch_size: int = 64, max_samples: int = 0)
 
 
 def choose_view_for_windows(
-    dataset: WindowDataset, token_mode: str, patch_size: int, max_samples: int = 0, progress: bool = False
+    dataset: WindowDataset, token_mode: str, patch_size: int, max_samples: int = 0, progress: bool = False,
+    rule: str | None = None,
 ) -> AdaptiveChoice:
-    """The seed's adaptive choice (raw vs Fourier, by participation ratio) on the frames of ``dataset``."""
+    """The adaptive choice (raw vs Fourier, by ``rule``; default ``views.adaptive.DEFAULT_RULE``) on the windows
+    of ``dataset`` (frames and their targets)."""
     batches = Passes(_frame_batches(dataset, max_samples=max_samples), "adaptive view statistics", enabled=progress)
-    return choose_view(batches, dataset.frame_shape, token_mode, default_candidates(token_mode, patch_size))
+    return choose_view(batches, dataset.frame_shape, token_mode, default_candidates(token_mode, patch_size), rule=rule)
 
 
 def _load_split(config: TrainConfig) -> WindowSplit:
@@ -450,10 +452,12 @@ def dataset_view_statistics(
     patch_size: int = 4,
     max_samples: int = 2048,
 ) -> dict[str, Any]:
-    """Per-view participation ratios of the between-example variance and the adaptive choice they imply."""
+    """Per-view participation ratios of the between-example variance and the choice they imply (the seed's rule),
+    and under ``adaptive`` the choice ``view_choice=adaptive`` makes (the default rule, which reads the targets)."""
     episodes = open_episodes(data, image_key=image_key, ee_key=ee_key)
     dataset = WindowDataset(list(episodes), t_obs, 1)
-    choice = choose_view_for_windows(dataset, token_mode, patch_size, max_samples)
+    choice = choose_view_for_windows(dataset, token_mode, patch_size, max_samples, rule="participation")
+    adaptive = choose_view_for_windows(dataset, token_mode, patch_size, max_samples)
     tokens = int(np.prod(dataset.frame_shape)) // (1 if token_mode == "scalar" else dataset.frame_shape[-1])
     samples = len(dataset) if max_samples <= 0 else min(len(dataset), max_samples)
     return {
@@ -468,6 +472,8 @@ def dataset_view_statistics(
         "chosen": choice.chosen,
         "view": dataclasses.asdict(choice.view),
         "reason": choice.reason,
+        "adaptive": {"rule": adaptive.rule, "chosen": adaptive.chosen, "statistics": adaptive.statistics,
+                     "reason": adaptive.reason},
     }
 
 

@@ -2,7 +2,8 @@
 
 Pipeline of an :class:`InputView`: tokenise (:class:`TokenLayout`) → pre-norm → transform
 (:func:`forward_transform`) → post-norm, with statistics streamed by :class:`RunningMoments`.
-:func:`choose_view` picks raw or Fourier from the participation ratio of the between-example variance;
+:func:`choose_view` picks raw or Fourier (or says neither) by a rule: the seed's participation ratio of the
+between-example variance, or the default target-block rule, which scores each view against the target;
 :class:`TargetNormalizer` scales regression targets.
 """
 
