@@ -50,6 +50,9 @@ def test_tiny_difference_end_to_end_and_resume(tmp_path: Path) -> None:
     # A second call finds every run in the log and trains nothing.
     again = run_experiment("tiny-difference", "test", tmp_path)
     assert [r["wall_time_s"] for r in again] == [r["wall_time_s"] for r in records]
+    (tmp_path / "report.md").unlink()
+    reported = run_experiment("tiny-difference", "test", tmp_path, report_only=True)
+    assert len(reported) == len(records) and (tmp_path / "report.md").exists()
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Adaptive raw-vs-Fourier choice by the participation ratio of between-example variance."""
+"""Adaptive raw-vs-Fourier choice: the seed's participation ratio, and the rules that look at the target."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _frequency_shift(seed: int = 0, f0: float = 10.0, max_shift: float = 0.2, ra
 @pytest.mark.parametrize("position", [0, 37])
 def test_one_token_change_picks_fourier(position: int) -> None:
     x = _one_token_change(position=position)
-    choice = choose_view([x[:64], x[64:128], x[128:]], (N, 1))
+    choice = choose_view([x[:64], x[64:128], x[128:]], (N, 1), rule="participation")
     assert isinstance(choice, AdaptiveChoice)
     assert choice.chosen == "fourier"
     assert choice.view == default_candidates()["fourier"]
@@ -50,7 +50,7 @@ def test_frequency_shift_picks_raw(random_phase: bool, max_shift: float) -> None
     # A small frequency shift changes every raw sample a little but moves energy only between the bins next to
     # f0, so the raw view spreads the variance wider.
     x = _frequency_shift(max_shift=max_shift, random_phase=random_phase)
-    choice = choose_view(iter([x[:100], x[100:]]), (N, 1))  # one-shot iterators are fine
+    choice = choose_view(iter([x[:100], x[100:]]), (N, 1), rule="participation")  # one-shot iterators are fine
     assert choice.chosen == "raw"
     assert choice.view == default_candidates()["raw"]
     assert choice.statistics["raw"] > 10 * choice.statistics["fourier"]
@@ -62,7 +62,7 @@ def test_complex_magnitude_view_spreads_a_one_token_change_perfectly() -> None:
         "raw": ViewConfig(transform="identity", pre_norm="zscore"),
         "complex": ViewConfig(transform="complex", pre_norm="centre"),
     }
-    choice = choose_view([_one_token_change(position=5)], (N, 1), candidates=candidates)
+    choice = choose_view([_one_token_change(position=5)], (N, 1), candidates=candidates, rule="participation")
     assert choice.chosen == "complex"
     assert choice.statistics["complex"] == pytest.approx(1.0, abs=1e-6)
 
@@ -71,7 +71,7 @@ def test_token_mode_and_image_inputs() -> None:
     g = torch.Generator().manual_seed(1)
     frames = torch.full((20, 1, 8, 8, 3), 100, dtype=torch.uint8)
     frames[:, 0, 2, 3, :] = torch.randint(0, 256, (20, 3), dtype=torch.uint8, generator=g)  # one pixel varies
-    choice = choose_view([frames], (1, 8, 8, 3), token_mode="pixel")
+    choice = choose_view([frames], (1, 8, 8, 3), token_mode="pixel", rule="participation")
     assert choice.chosen == "fourier" and choice.view.token_mode == "pixel"
     assert choice.statistics["raw"] == pytest.approx(1 / 64)
 
@@ -79,23 +79,23 @@ def test_token_mode_and_image_inputs() -> None:
 def test_ties_go_to_the_first_candidate() -> None:
     x = _one_token_change()
     same = ViewConfig(transform="identity", pre_norm="none")
-    choice = choose_view([x], (N, 1), candidates={"first": same, "second": same})
+    choice = choose_view([x], (N, 1), candidates={"first": same, "second": same}, rule="participation")
     assert choice.chosen == "first"
 
 
 def test_errors() -> None:
     with pytest.raises(InputError, match="empty"):
-        choose_view([], (N, 1))
+        choose_view([], (N, 1), rule="participation")
     with pytest.raises(InputError, match="candidates is empty"):
-        choose_view([_one_token_change()], (N, 1), candidates={})
+        choose_view([_one_token_change()], (N, 1), candidates={}, rule="participation")
     with pytest.raises(InputError, match="'raw' must be a ViewConfig"):
-        choose_view([_one_token_change()], (N, 1), candidates={"raw": "identity"})  # type: ignore[dict-item]
+        choose_view([_one_token_change()], (N, 1), candidates={"raw": "identity"}, rule="participation")  # type: ignore[dict-item]
     with pytest.raises(InputError, match="'raw'.*do not differ"):
-        choose_view([torch.full((4, N, 1), 0.5)], (N, 1))
+        choose_view([torch.full((4, N, 1), 0.5)], (N, 1), rule="participation")
     with pytest.raises(InputError, match="token_mode.*voxel.*scalar, pixel, patch"):
-        choose_view([_one_token_change()], (N, 1), token_mode="voxel")
+        choose_view([_one_token_change()], (N, 1), token_mode="voxel", rule="participation")
     with pytest.raises(InputError, match=r"\[B, N, C\] = \[B, 256, 1\]"):
-        choose_view([torch.zeros(4, N)], (N, 1))
+        choose_view([torch.zeros(4, N)], (N, 1), rule="participation")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -240,7 +240,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             f"profile {args.profile!r} does not exist; expected one of {', '.join(known)} for {args.name}"
         )
     resumable = args.name not in ("bc", "theory") and (out / f"runs-{args.name}.jsonl").exists()
-    if args.overwrite and resumable:
+    resumable = resumable or (args.name != "bc" and getattr(args, "report_only", False))
+    if args.overwrite and resumable and (out / f"runs-{args.name}.jsonl").exists():
         (out / f"runs-{args.name}.jsonl").unlink()  # start afresh instead of resuming
     elif _holds_results_of(out, args.name) and not args.overwrite and not resumable:
         raise RVPerceiverError(
@@ -259,7 +260,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
         return 0
     questions = [q.strip() for q in args.questions.split(",") if q.strip()] if args.questions is not None else None
-    main_experiment(args.name, args.profile, out, seeds, workers=args.workers, questions=questions, order=args.order)
+    main_experiment(args.name, args.profile, out, seeds, workers=args.workers, questions=questions, order=args.order,
+                    report_only=args.report_only)
     return 0
 
 
@@ -466,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed studies: training processes, one thread each (default: the profile's)")
     p.add_argument("--questions", default=None,
                    help="seed studies: only the cells that serve these claims, e.g. R3,R4 (default: every cell)")
+    p.add_argument("--report-only", action="store_true",
+                   help="seed studies: train nothing; rewrite results.json, report.md and plots from OUT's runs log")
     p.add_argument("--order", choices=("seed", "cell"), default="seed",
                    help="seed studies: seed = every cell's first seed, then the second, ...; cell = every seed of the "
                    "cheapest cell first (each finished cell decidable on its own)")

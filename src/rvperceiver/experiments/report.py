@@ -304,6 +304,10 @@ def _r4(runs: list[dict[str, Any]]) -> ClaimVerdict:
     if not chosen:
         return ClaimVerdict("R4", statement, "inconclusive", "no normalised-fft run with the carrier at token 0")
     keys = sorted({(r["task"], r["n_tokens"]) for r in chosen})
+    if not any(task == "tiny-difference-image" for task, _ in keys):
+        return ClaimVerdict("R4", statement, "inconclusive",
+                            "the image cells are missing (the claim is about images too); 1-D cells present: "
+                            + ", ".join(f"N={n}" for _, n in keys), tuple(sorted({r["cell"] for r in chosen})))
     works, fails, parts, undecided = [], [], [], []
     for task, n in keys:
         states = {}

@@ -383,7 +383,7 @@ def _write_outputs(
     if with_plots:
         for task in sorted({r["task"] for r in runs}):
             plots.plot_learned_vs_n(runs, task, out / f"learned_vs_n_{task}.png")
-        if any(r["steps"] > 1000 for r in runs):
+        if any({"R1", "R2"} & set(r.get("questions") or ()) for r in runs):
             plots.plot_escape_steps(runs, out / "escape_steps.png")
         theory = [r for r in base if r.get("record") == "theory"]
         if theory:
@@ -401,13 +401,16 @@ def run_experiment(
     workers: int | None = None,
     questions: list[str] | tuple[str, ...] | None = None,
     order: str = "seed",
+    report_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Run one experiment (``tiny-difference``, ``frequency-shift`` or ``theory``) and write its outputs.
 
     ``seeds`` None = each cell's own count from the profile (seeds 0, 1, …); a list = exactly those seeds on
     every cell. ``questions`` (e.g. ``["R3", "R4"]``) keeps only the cells that serve one of them. ``order``:
     ``seed`` (every cell's first seed, then every cell's second, …) or ``cell`` (all seeds of the cheapest cell,
-    then the next), for a budget that may run out. Returns this experiment's run (or theory) records.
+    then the next), for a budget that may run out. ``report_only`` trains nothing: it rewrites results.json,
+    report.md and the plots from the runs already in the log (a study cut short reports what it has).
+    Returns this experiment's run (or theory) records.
     """
     if order not in ("seed", "cell"):
         raise ConfigError(f"order {order!r} does not exist; expected seed or cell")
@@ -422,6 +425,11 @@ def run_experiment(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    if name == "theory" and report_only:
+        previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
+        records = [r for r in previous if isinstance(r, dict) and r.get("record") == "theory"]
+        _write_outputs(out, name, prof, (), None, records, with_plots=True)
+        return records
     if name == "theory":
         records = [{"record": "theory", "experiment": name, **r} for r in theory_table(THEORY_SIZES[prof.name])]
         _write_outputs(out, name, prof, (), None, records, with_plots=True)
@@ -438,6 +446,10 @@ def run_experiment(
     records = [r for r in _read_jsonl(log_path, prof.name)]
     done = {(r["cell"], r["seed"]) for r in records}
     todo = [job for job in _jobs(cells, run_seeds, prof, device, order) if (job[0].key, job[1]) not in done]
+    if report_only:
+        if progress:
+            print(f"report only: {len(records)} runs in {log_path}, {len(todo)} of the asked-for runs not trained", flush=True)
+        todo = []
     wanted = {(job[0].key, job[1]) for job in _jobs(cells, run_seeds, prof, device)}
     # Runs of this profile already in the log that this call does not ask for are kept in the outputs too.
     records = sorted(records, key=lambda r: (r["cell"], r["seed"]) not in wanted)
@@ -488,10 +500,12 @@ def main_experiment(
     workers: int | None = None,
     questions: list[str] | None = None,
     order: str = "seed",
+    report_only: bool = False,
 ) -> int:
     """CLI entry: run, then print where the outputs are and the claim verdicts. Returns an exit code."""
     started = time.perf_counter()
-    run_experiment(name, profile, out, seeds, device, progress=True, workers=workers, questions=questions, order=order)
+    run_experiment(name, profile, out, seeds, device, progress=True, workers=workers, questions=questions, order=order,
+                   report_only=report_only)
     out_path = Path(out)
     records = json.loads((out_path / "results.json").read_text())
     print(f"{name} ({profile}) finished in {time.perf_counter() - started:.1f} s; results in {out_path}/")
