@@ -44,6 +44,7 @@ def world(r1: int = 0, r2_high: int = 10, fft_large: int = 0, norm_large: int = 
     for n, fft_k, norm_k in ((256, 10, 10), (12288, fft_large, norm_large)):
         runs += runs_of(Cell("tiny-difference", n, "fft", carrier="token0", questions=("R3",)), fft_k)
         runs += runs_of(Cell("tiny-difference", n, "centre-fft", carrier="token0", questions=("R3", "R4")), norm_k)
+    runs += runs_of(Cell("tiny-difference-image", 12288, "centre-fft-z", carrier="token0", questions=("R4",)), 10)
     shift_picks = {"participation": picks, "target-block": "fourier" if shift_fourier >= 5 else "raw"}
     for n in (256, 4096):
         runs += runs_of(Cell("frequency-shift", n, "raw-zscore", phase="fixed", questions=("R5",)), 10, picks=shift_picks)
@@ -58,6 +59,12 @@ def verdicts(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_every_claim_holds_when_the_numbers_say_so() -> None:
     assert verdicts(world()) == {"R1": "holds", "R2": "holds", "R3": "holds", "R4": "holds", "R5": "holds"}
+
+
+def test_r4_cannot_hold_without_its_image_cells() -> None:
+    records = [r for r in world() if r["task"] != "tiny-difference-image"]
+    verdict = next(v for v in claim_verdicts(records) if v.claim == "R4")
+    assert verdict.status == "inconclusive" and "image cells" in verdict.evidence
 
 
 def test_claims_fail_when_the_numbers_contradict_them() -> None:

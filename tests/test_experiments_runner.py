@@ -139,7 +139,8 @@ def test_job_orders_and_question_filter(tmp_path: Path) -> None:
 def test_profiles_put_ten_seeds_on_verdict_cells() -> None:
     standard = get_profile("standard")
     for cell in standard.cells:
-        if {"R1", "R3", "R4", "R5"} & set(cell.questions) or (cell.questions == ("R2",) and cell.lr == 1e-3):
+        r1_verdict = "R1" in cell.questions and cell.n_tokens == 12288  # smaller N: the escape curve, no verdict
+        if r1_verdict or {"R3", "R4", "R5"} & set(cell.questions) or (cell.questions == ("R2",) and cell.lr == 1e-3):
             assert cell.seeds >= 10, cell.key
         if {"R1", "R2"} & set(cell.questions):
             assert cell.steps >= 5000

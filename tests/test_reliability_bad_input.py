@@ -306,6 +306,7 @@ def test_resume_with_another_model_config(capsys, data: Path, trained: Path, tmp
     message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "steps=3",
                        "policy.perceiver.num_latents=16", *QUIET, "--out", run, "--resume")
     assert "its policy config differs from the one of this run" in message
+    assert "policy.perceiver.num_latents: checkpoint" in message and "this run 16" in message
 
 
 def test_token_count_that_does_not_match_the_statistics(capsys, data: Path, trained: Path, tmp_path: Path) -> None:

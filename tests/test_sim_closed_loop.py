@@ -146,6 +146,7 @@ def test_cli_generate_train_and_closed_loop_on_arm_hidden(tmp_path):
     assert main(["train", "data.path=" + str(data), "data.ee_key=robot0_eef_setpoint",
                  "data.state_keys=[robot0_joint_pos,robot0_joint_vel]", "data.t_obs=1", "data.t_pred=4",
                  "policy.backbone=cnn", "policy.view.token_mode=pixel", "policy.view.pre_norm=zscore", "steps=2",
+                 "schedule.warmup_steps=0",
                  "batch_size=4", "eval_every=2", "checkpoint_every=2", "--out", str(run), "--quiet"]) == 0
     out = tmp_path / "closed.json"
     assert main(["sim", "eval", "--checkpoint", str(run), "--tier", "trained", "--episodes", "2", "--seed", "100000",

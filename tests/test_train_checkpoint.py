@@ -243,8 +243,13 @@ def test_a_version_1_checkpoint_loads_predicts_the_same_and_resumes_exactly(tmp_
         prediction = loaded.predict(torch.from_numpy(probe["frames"])).detach().numpy()
         # The model code has changed since (exact up to float rounding), so not bit for bit.
         np.testing.assert_allclose(prediction, probe["prediction"], rtol=1e-5, atol=1e-6)
-    config = load_config(CONFIGS / "tiny.yaml", ["steps=4", "eval_every=2", "checkpoint_every=2"])
     old = Path(shutil.copytree(LEGACY, tmp_path / "old"))
+    config = load_config(CONFIGS / "tiny.yaml", ["steps=4", "eval_every=2", "checkpoint_every=2"])
+    # The view's std floor default has changed since (1e-6 then; the data's own units now): the refusal names it.
+    with pytest.raises(CheckpointError, match=r"policy\.view\.std_floor: checkpoint 1e-06, this run None"):
+        train(config, _legacy_data(), None, out_dir=old, resume=True, progress=False)
+    config = load_config(CONFIGS / "tiny.yaml", ["steps=4", "eval_every=2", "checkpoint_every=2",
+                                                 "policy.view.std_floor=1e-6"])
     resumed = train(config, _legacy_data(), None, out_dir=old, resume=True, progress=False)
     assert resumed.step == 4 and (old / "checkpoints" / "000004").is_dir()
     # The same state re-saved in the current layout resumes to the same bits: nothing of it was lost in reading.

@@ -555,6 +555,16 @@ def run_bc_study(
     return results
 
 
+def _finished_seeds_only(part: dict[str, Any], cells: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """A part that stopped early keeps only the training seeds whose every cell ran to the last budget."""
+    if part.get("complete"):
+        return part
+    budgets = len(part["profile"]["budgets"])
+    finished = {(r["tier"], r["model"], r["seed"]) for r in part["runs"] if len(r["budgets"]) == budgets}
+    seeds = [seed for seed in part["seeds"] if all((tier, model, seed) in finished for tier, model in cells)]
+    return {**part, "seeds": seeds, "runs": [r for r in part["runs"] if r["seed"] in seeds]}
+
+
 def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One study from runs of the same profile on disjoint training seeds (e.g. one process per seed).
 
@@ -569,11 +579,12 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
             raise ConfigError("merge_results: the parts were run with different profiles")
         if json.dumps(other["references"], sort_keys=True) != json.dumps(base["references"], sort_keys=True):
             raise ConfigError("merge_results: the parts' references differ (different demos or evaluation seeds?)")
+    cells = [tuple(c) for c in base["profile"]["cells"]]
+    parts = [_finished_seeds_only(part, cells) for part in parts]
     seeds = [seed for part in parts for seed in part["seeds"]]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"merge_results: training seeds overlap between the parts: {seeds}")
     runs = sorted((run for part in parts for run in part["runs"]), key=lambda r: r["seed"])
-    cells = [tuple(c) for c in base["profile"]["cells"]]
     done = {(r["tier"], r["model"], r["seed"]) for r in runs if len(r["budgets"]) == len(base["profile"]["budgets"])}
     base.update(
         seeds=sorted(seeds),

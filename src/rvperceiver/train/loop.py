@@ -228,6 +228,18 @@ def _fit_statistics(
     return "fitted"
 
 
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every leaf where two nested config dicts differ."""
+    out: list[tuple[str, Any, Any]] = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            out += _differences(left, right, f"{prefix}{key}.")
+        elif left != right:
+            out.append((f"{prefix}{key}", left, right))
+    return out
+
+
 def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: TrainConfig) -> dict[str, Any]:
     """Load the newest checkpoint's weights and statistics into a freshly built policy of the same config;
     returns its record (``read_checkpoint_meta``), whose directory the training state is then read from."""
@@ -237,10 +249,14 @@ def _load_model_for_resume(policy: nn.Module, checkpoint_dir: Path, config: Trai
         stored = to_dict(from_dict({"policy": meta["policy_config"]}).policy)
     except ConfigError as error:
         raise CheckpointError(f"cannot resume from {checkpoint_dir}: its policy config is invalid: {error}") from None
-    if stored != to_dict(policy.config):
+    current = to_dict(policy.config)
+    if stored != current:
+        differing = ", ".join(
+            f"policy.{key}: checkpoint {old!r}, this run {new!r}" for key, old, new in _differences(stored, current)
+        )
         raise CheckpointError(
-            f"cannot resume from {checkpoint_dir}: its policy config differs from the one of this run "
-            "(resume with the config the run was started with)"
+            f"cannot resume from {checkpoint_dir}: its policy config differs from the one of this run ({differing}); "
+            "resume with the config the run was started with (set those keys as overrides)"
         )
     stored_state = meta.get("state_shape")
     policy_state = getattr(policy, "state_shape", None)
