@@ -76,6 +76,12 @@ def test_tiny_study_writes_results_report_commands_and_pictures(tmp_path):
     assert pooled["n"] == 2 * TINY.eval_episodes
     with pytest.raises(ConfigError, match="overlap"):
         merge_results([on_disk, on_disk])
+    # A part stopped early (asked for seeds 0 and 1, finished seed 0 only) contributes the seed it finished.
+    stopped = copy.deepcopy(on_disk)
+    stopped.update(seeds=[0, 1], complete=False)
+    stopped["runs"].append({**copy.deepcopy(on_disk["runs"][0]), "seed": 1, "budgets": []})
+    merged = merge_results([stopped, second])
+    assert merged["complete"] and merged["seeds"] == [0, 1] and len(merged["runs"]) == 2 * len(TINY.cells)
     # The arm-hidden CNN was trained with the joint state beside the frames.
     config = (out / "work" / "runs" / "arm-hidden" / "cnn_seed0" / "config.yaml").read_text()
     assert "robot0_joint_pos" in config and "robot0_eef_setpoint" in config
