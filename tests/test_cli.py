@@ -296,3 +296,9 @@ def test_predict_streams_json_in_batches(run_dir: Path, demos: Path, tmp_path: P
         assert len(records) == len(data["prediction"])
         assert np.allclose([r["prediction"] for r in records], data["prediction"], atol=1e-5)
         assert [r["episode"] for r in records] == data["episode"].tolist()
+
+
+def test_experiment_merge_is_for_bc_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["experiment", "tiny-difference", "--merge", str(tmp_path / "a"), "--out", str(tmp_path / "o")])
+    assert code == 2 and "--merge exists only for the bc experiment" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -239,26 +239,30 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise RVPerceiverError(
             f"profile {args.profile!r} does not exist; expected one of {', '.join(known)} for {args.name}"
         )
-    resumable = args.name not in ("bc", "theory") and (out / f"runs-{args.name}.jsonl").exists()
-    resumable = resumable or (args.name != "bc" and getattr(args, "report_only", False))
-    if args.overwrite and resumable and (out / f"runs-{args.name}.jsonl").exists():
-        (out / f"runs-{args.name}.jsonl").unlink()  # start afresh instead of resuming
+    runs_log = out / f"runs-{args.name}.jsonl"
+    has_log = args.name not in ("bc", "theory") and runs_log.exists()
+    resumable = has_log or (args.name != "bc" and args.report_only)
+    if args.overwrite and has_log:
+        runs_log.unlink()  # start afresh instead of resuming
     elif _holds_results_of(out, args.name) and not args.overwrite and not resumable:
         raise RVPerceiverError(
             f"{out} already holds results of {args.name}; pass --overwrite to replace them (results of the other "
             f"experiments in the same directory are kept either way)"
         )
-    if args.name == "bc":
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    else:
-        from rvperceiver.experiments.tasks import parse_seeds
+    from rvperceiver.experiments.tasks import parse_seeds
 
-        seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    seeds = list(parse_seeds(args.seeds)) if args.seeds is not None else None  # one line for a bad list, every study
     if args.name == "bc":
-        from rvperceiver.experiments.bc import run_bc_study
+        from rvperceiver.experiments.bc import run_bc_study, write_merged
 
-        run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
+        if args.merge:
+            write_merged(args.merge, out)
+        else:
+            run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
+        print(f"report: {out / 'report.md'}")
         return 0
+    if args.merge:
+        raise RVPerceiverError("--merge exists only for the bc experiment")
     questions = [q.strip() for q in args.questions.split(",") if q.strip()] if args.questions is not None else None
     main_experiment(args.name, args.profile, out, seeds, workers=args.workers, questions=questions, order=args.order,
                     report_only=args.report_only)
@@ -464,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, report.md and plots")
     p.add_argument("--work", default=None, metavar="DIR",
                    help="bc only: where demos and checkpoints go (default: OUT/work)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="PART",
+                   help="bc only: merge finished parts (same profile, disjoint --seeds; a part stopped early gives "
+                   "the seeds it finished) into OUT instead of running")
     p.add_argument("--workers", type=int, default=None,
                    help="seed studies: training processes, one thread each (default: the profile's)")
     p.add_argument("--questions", default=None,

@@ -7,33 +7,11 @@ the few lines a person reads.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from rvperceiver.experiments.statistics import Z_95, wilson_interval
+
 __all__ = ["wilson_interval", "sim_eval_summary", "eval_summary", "Z_95"]
-
-Z_95 = 1.959963984540054
-"""Two-sided 95% normal quantile."""
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% by default).
-
-    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n successes, which is what
-    small closed-loop evaluations (50 episodes, often 0 successes) need.
-    """
-    if trials <= 0:
-        return (0.0, 1.0)
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
-    p = successes / trials
-    denominator = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not a rounding residue
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return (low, high)
-
 
 def _rate_line(label: str, record: dict[str, Any]) -> str:
     episodes = record.get("episodes") or []

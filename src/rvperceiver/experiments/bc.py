@@ -638,29 +638,3 @@ class _Log:
         if self.enabled:
             stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S")
             print(f"[bc {stamp} +{time.perf_counter() - self.start:5.0f} s] {message}", flush=True)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rvperceiver.experiments.bc --profile quick --out results/bc_quick``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m rvperceiver.experiments.bc", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", choices=tuple(PROFILES), default="quick")
-    parser.add_argument("--seeds", default=None, help="comma-separated training seeds (default: the profile's)")
-    parser.add_argument("--out", default="results/bc_quick")
-    parser.add_argument("--work", default=None, help="directory for demos and checkpoints (default: OUT/work)")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="DIR",
-                        help="merge finished parts (same profile, disjoint --seeds) into --out instead of running")
-    args = parser.parse_args(argv)
-    if args.merge:
-        write_merged(args.merge, args.out)
-        print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
-        return 0
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    run_bc_study(args.profile, args.out, seeds, work_dir=args.work, progress=True)
-    print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

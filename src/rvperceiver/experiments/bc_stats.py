@@ -15,23 +15,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-Z_95 = 1.959963984540054
+from rvperceiver.experiments.statistics import wilson_interval
+
 CLAIM_MARGIN = 0.20
 """Supported: the Fourier view beats raw tokens by at least 20 points ..."""
 CLAIM_TIE = 0.10
 """... refuted: within 10 points at every budget."""
 CLAIM_MIN_BUDGETS = 2
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95% by default); (0, 1) with no trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denominator = 1.0 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rvperceiver.errors import InputError
 
-__all__ = ["Interval", "clopper_pearson", "binomial_cdf", "side_of", "median", "seeds_to_decide"]
+__all__ = ["Interval", "clopper_pearson", "wilson_interval", "Z_95", "binomial_cdf", "side_of", "median", "seeds_to_decide"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,29 @@ class Interval:
 
     def text(self) -> str:
         return f"{self.k}/{self.n} [{self.low:.2f}, {self.high:.2f}]"
+
+
+Z_95 = 1.959963984540054
+"""Two-sided 95% normal quantile."""
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default).
+
+    The interval for success rates over many episodes (closed-loop evaluation). Unlike the normal approximation it
+    stays inside [0, 1] and is not empty at 0 or n successes; (0, 1) with no trials.
+    """
+    if trials <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in 0..{trials}, got {successes}")
+    p = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not a rounding residue
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return (low, high)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:

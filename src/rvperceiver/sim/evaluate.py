@@ -37,6 +37,7 @@ from rvperceiver.data.index import SampleIndex
 from rvperceiver.errors import InputError
 from rvperceiver.model.rollout import ChunkRollout, RolloutConfig
 from rvperceiver.observation import IMAGE
+from rvperceiver.sim.closed_loop import check_seed_overlap
 from rvperceiver.sim.expert import ReacherExpert
 from rvperceiver.sim.reacher import (
     EPISODE_STEPS,
@@ -152,19 +153,6 @@ def _checked_chunk(output: Any, t_pred: int, where: str) -> np.ndarray:
     if not np.all(np.isfinite(chunk)):
         raise InputError(f"{where}: policy_fn returned NaN/Inf waypoints")
     return chunk
-
-
-def check_seed_overlap(eval_seeds: range, train_seeds: Iterable[int] | None) -> None:
-    """Raise :class:`InputError` if any evaluation seed was also used to make training demos."""
-    if train_seeds is None:
-        return
-    train = train_seeds if isinstance(train_seeds, range) else {int(s) for s in train_seeds}
-    overlap = [s for s in eval_seeds if s in train]
-    if overlap:
-        raise InputError(
-            f"closed_loop_eval: evaluation seeds {eval_seeds.start}..{eval_seeds.stop - 1} overlap the training "
-            f"seeds in {len(overlap)} places (first {overlap[0]}); pick a seed outside the training range"
-        )
 
 
 class _ExpertFutureOracle:

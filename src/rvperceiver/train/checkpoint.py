@@ -440,13 +440,6 @@ def run_has_checkpoint(out_dir: str | Path) -> bool:
     )
 
 
-def remove_checkpoints(out_dir: str | Path) -> None:
-    """Delete every checkpoint of a run directory (both layouts, with leftovers of interrupted saves)."""
-    out_dir = Path(out_dir)
-    for name in (CHECKPOINTS_DIR, LEGACY_DIR, LEGACY_DIR + ".old", LEGACY_DIR + ".tmp"):
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-
-
 def _pointer_target(path: Path) -> Path | None:
     """A ``last``/``best`` pointer written as a file (where symlinks are not allowed) names its step."""
     if path.is_file() and path.name in (LAST_LINK, BEST_LINK):
