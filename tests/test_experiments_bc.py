@@ -128,6 +128,24 @@ def test_decision_rule():
     assert seed_claim_verdict({300: r(100)}, {300: r(500)})["verdict"] == "inconclusive"
 
 
+def test_decision_rule_ignores_budgets_where_both_views_sit_on_the_floor():
+    def r(k, n=600):
+        return rate([True] * k + [False] * (n - k))
+
+    floor = rate([True] + [False] * 199)  # the mean predictor: 1 of 200
+    both_at_floor = {300: r(6), 1500: r(7)}, {300: r(6), 1500: r(6)}
+    assert seed_claim_verdict(*both_at_floor)["verdict"] == "refuted"  # the first version's reading
+    verdict = seed_claim_verdict(*both_at_floor, floor=floor)
+    assert verdict["verdict"] == "inconclusive"
+    assert [row["informative"] for row in verdict["budgets"]] == [False, False]
+    assert "floor at budget(s) [300, 1500]" in verdict["reason"]
+    # One informative budget is not enough for a tie; two are.
+    assert seed_claim_verdict({300: r(6), 1500: r(100)}, {300: r(6), 1500: r(110)}, floor)["verdict"] == "inconclusive"
+    assert seed_claim_verdict({300: r(80), 1500: r(100)}, {300: r(90), 1500: r(110)}, floor)["verdict"] == "refuted"
+    # A view that leaves the floor while the other stays makes a budget informative, and can support the claim.
+    assert seed_claim_verdict({300: r(6), 1500: r(6)}, {300: r(200), 1500: r(300)}, floor)["verdict"] == "supported"
+
+
 def test_profiles_and_bad_input(tmp_path):
     assert set(PROFILES) == {"quick", "standard", "full"}
     assert PROFILES["full"].budgets == (300, 1500, 5000) and len(PROFILES["full"].seeds) >= 3

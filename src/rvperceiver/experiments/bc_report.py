@@ -104,7 +104,8 @@ def _claim(tiers: dict[str, Any]) -> dict[str, Any]:
     models = (tiers.get(CLAIM_TIER) or {}).get("models", {})
     raw = {int(b): v["success"] for b, v in models.get("raw_perceiver", {}).items()}
     fourier = {int(b): v["success"] for b, v in models.get("fourier_perceiver", {}).items()}
-    verdict = seed_claim_verdict(raw, fourier)
+    floor = ((tiers.get(CLAIM_TIER) or {}).get("references", {}).get("mean_predictor") or {}).get("success")
+    verdict = seed_claim_verdict(raw, fourier, floor)
     comparisons = (tiers.get(CLAIM_TIER) or {}).get("comparisons", [])
     for row in verdict["budgets"]:
         test = next((c for c in comparisons if c["a"] == "fourier_perceiver" and c["b"] == "raw_perceiver"
@@ -242,11 +243,16 @@ def render_report(results: dict[str, Any]) -> str:
         "",
     ]
     if claim["budgets"]:
-        lines += ["| steps | raw | Fourier | Fourier − raw | McNemar p |", "|---|---|---|---|---|"]
+        floor = claim.get("floor")
+        if floor:
+            lines += [f"Floor: the mean predictor's {100 * floor['rate']:.1f}% [{100 * floor['lo']:.1f}, "
+                      f"{100 * floor['hi']:.1f}]; a budget is informative when one view's interval lies above it.", ""]
+        lines += ["| steps | raw | Fourier | Fourier − raw | informative | McNemar p |", "|---|---|---|---|---|---|"]
         for row in claim["budgets"]:
             p = "–" if row.get("mcnemar_p") is None else f"{row['mcnemar_p']:.3g}"
+            informative = {True: "yes", False: "no (both at the floor)", None: "–"}[row.get("informative")]
             lines.append(f"| {row['budget']} | {100 * row['raw']:.1f}% | {100 * row['fourier']:.1f}% | "
-                         f"{100 * row['difference']:+.1f} | {p} |")
+                         f"{100 * row['difference']:+.1f} | {informative} | {p} |")
         lines.append("")
     lines += ["## Goals", "", "| goal | met | evidence |", "|---|---|---|"]
     for goal in summary["goals"]:

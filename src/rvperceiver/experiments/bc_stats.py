@@ -45,38 +45,54 @@ def rate(successes: Sequence[bool]) -> dict[str, Any]:
     return {"k": k, "n": n, "rate": k / n if n else float("nan"), "lo": lo, "hi": hi}
 
 
-def seed_claim_verdict(raw: dict[int, dict[str, Any]], fourier: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def seed_claim_verdict(
+    raw: dict[int, dict[str, Any]], fourier: dict[int, dict[str, Any]], floor: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The pre-registered rule, on ``{budget: rate(...)}`` of the raw-token and Fourier Perceivers (arm-hidden).
 
+    ``floor`` is the mean predictor's ``rate(...)`` on the same tier. A budget is **informative** when at least one
+    of the two views has left that floor (its Wilson interval lies above the mean predictor's); a budget where both
+    sit on the floor cannot tell the views apart, so it counts for neither verdict (amendment of 2026-12-01 14:40
+    UTC, written before the run it decides; without ``floor`` every budget counts, as the first version did).
+
     - **supported**: Fourier − raw ≥ 20 points with non-overlapping Wilson intervals at ≥ 2 budgets;
-    - **refuted**: within 10 points at every budget (≥ 2 budgets run), or raw − Fourier ≥ 20 points with
+    - **refuted**: within 10 points at every informative budget (≥ 2 of them), or raw − Fourier ≥ 20 points with
       non-overlapping intervals at ≥ 2 budgets (the opposite of the claim);
-    - **inconclusive** otherwise (including fewer than 2 budgets run for both).
+    - **inconclusive** otherwise (including fewer than 2 budgets run for both, or fewer than 2 informative).
     """
     budgets = sorted(set(raw) & set(fourier))
     rows = []
     for budget in budgets:
         r, f = raw[budget], fourier[budget]
         diff = f["rate"] - r["rate"]
+        informative = floor is None or max(r["lo"], f["lo"]) > floor["hi"]
         rows.append(
             {
                 "budget": budget,
                 "raw": r["rate"],
                 "fourier": f["rate"],
                 "difference": diff,
+                "informative": informative,
                 "fourier_ahead": diff >= CLAIM_MARGIN and f["lo"] > r["hi"],
                 "raw_ahead": -diff >= CLAIM_MARGIN and r["lo"] > f["hi"],
                 "tie": abs(diff) <= CLAIM_TIE,
             }
         )
+    informative = [r for r in rows if r["informative"]]
+    at_floor = [r["budget"] for r in rows if not r["informative"]]
+    floor_note = f"; both views at the mean predictor's floor at budget(s) {at_floor}" if at_floor else ""
     if len(budgets) < CLAIM_MIN_BUDGETS:
         verdict, why = "inconclusive", f"only {len(budgets)} budget(s) with both models; the rule needs {CLAIM_MIN_BUDGETS}"
     elif sum(r["fourier_ahead"] for r in rows) >= CLAIM_MIN_BUDGETS:
         verdict, why = "supported", "Fourier ahead by >= 20 points with separate intervals at >= 2 budgets"
-    elif all(r["tie"] for r in rows):
-        verdict, why = "refuted", "the two views are within 10 points at every budget"
     elif sum(r["raw_ahead"] for r in rows) >= CLAIM_MIN_BUDGETS:
         verdict, why = "refuted", "raw tokens ahead by >= 20 points with separate intervals at >= 2 budgets (the opposite)"
+    elif len(informative) < CLAIM_MIN_BUDGETS:
+        verdict, why = "inconclusive", (
+            f"only {len(informative)} informative budget(s); the rule needs {CLAIM_MIN_BUDGETS}" + floor_note)
+    elif all(r["tie"] for r in informative):
+        verdict, why = "refuted", "the two views are within 10 points at every informative budget" + floor_note
     else:
-        verdict, why = "inconclusive", "neither a 20-point separation at 2 budgets nor a 10-point tie at all budgets"
-    return {"verdict": verdict, "reason": why, "budgets": rows}
+        verdict, why = "inconclusive", (
+            "neither a 20-point separation at 2 budgets nor a 10-point tie at every informative budget" + floor_note)
+    return {"verdict": verdict, "reason": why, "budgets": rows, "floor": floor}
