@@ -96,16 +96,20 @@ def test_stats_and_inspect(demos: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert info["scalar_tokens_per_frame"] == 64 * 64 * 3
 
 
-def test_sim_eval_runs_closed_loop(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sim_eval_runs_closed_loop(run_dir: Path, demos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = run_dir.parent / "sim_eval.json"
-    assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet", "--out", str(out)]) == 0
+    assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet", "--out", str(out),
+                 "--demos", str(demos)]) == 0
     summary = capsys.readouterr().out
     result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["offline"]["samples"] > 0 and result["offline"]["nmse"] > 0 and "NMSE" in summary
     assert 0.0 <= result["success_rate"] <= 1.0
-    assert result["expert"]["success_rate"] == 1.0
+    assert result["settings"]["tier"] == "stock" and result["settings"]["execute"] == 4
+    assert result["references"]["expert"]["success_rate"] == 1.0
+    assert result["references"]["oracle"]["success_rate"] == 1.0  # setpoint labels: the oracle reproduces the demos
     # A short human summary on stdout, not the JSON: success with its interval, distances, the references.
-    assert len(summary.splitlines()) <= 8 and not summary.lstrip().startswith("{")
-    assert "95% CI" in summary and "mm" in summary and "expert" in summary and "mean trajectory" in summary
+    assert len(summary.splitlines()) <= 9 and not summary.lstrip().startswith("{")
+    assert "95% CI" in summary and "mm" in summary and "expert" in summary and "mean predictor" in summary
     assert str(out) in summary
     # Run again into the same file: refused before any rollout, the first record kept.
     assert main(["sim", "eval", "--checkpoint", str(run_dir), "--episodes", "1", "--quiet", "--out", str(out)]) == 2

@@ -1,4 +1,4 @@
-"""Scripted Reacher expert: reaches the target within 1 cm and tracks arbitrary goals."""
+"""The scripted setpoint expert: reaches the target through its tracker, and records what the tracker was told."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rvperceiver.errors import InputError
-from rvperceiver.sim.expert import ReacherExpert
+from rvperceiver.sim.expert import SetpointExpert
 from rvperceiver.sim.reacher import EPISODE_STEPS, fingertip_position, fingertip_target_distance, make_reacher
 
 
@@ -18,33 +18,25 @@ def env():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_expert_reaches_target_within_1cm(env, seed):
-    expert = ReacherExpert()
+def test_expert_reaches_the_target_within_1cm(env, seed):
     env.reset(seed=seed)
+    expert = SetpointExpert()
+    plan = expert.begin(env, EPISODE_STEPS)
+    assert plan.shape == (EPISODE_STEPS, 2)
     start = fingertip_target_distance(env)
-    for _ in range(EPISODE_STEPS):
-        action = expert.act(env)
-        assert action.shape == (2,) and action.dtype == np.float32
-        assert np.all(np.abs(action) <= 1.0)
+    for step in range(EPISODE_STEPS):
+        setpoint, action = expert.act(env, step)
+        np.testing.assert_array_equal(setpoint, plan[step])  # the label is exactly what the tracker was given
+        assert action.shape == (2,) and action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
         env.step(action)
     assert start > 0.01
     assert fingertip_target_distance(env) < 0.01
+    assert np.linalg.norm(fingertip_position(env)[:2] - plan[-1]) < 0.005  # it ends where the plan ends
 
 
-def test_act_towards_reaches_an_arbitrary_goal(env):
-    expert = ReacherExpert()
-    env.reset(seed=7)
-    goal = np.array([0.05, 0.12])
-    for _ in range(EPISODE_STEPS):
-        env.step(expert.act_towards(env, goal))
-    assert np.linalg.norm(fingertip_position(env)[:2] - goal) < 0.01
-
-
-def test_bad_goal_and_gains_raise(env):
+def test_act_before_begin_is_refused(env):
     env.reset(seed=0)
-    with pytest.raises(InputError):
-        ReacherExpert().act_towards(env, np.array([np.nan, 0.0]))
-    with pytest.raises(InputError):
-        ReacherExpert().act_towards(env, np.array([0.1]))
-    with pytest.raises(InputError):
-        ReacherExpert(kp=-1.0)
+    with pytest.raises(InputError, match="begin"):
+        SetpointExpert().act(env, 0)
+    with pytest.raises(InputError, match="unknown tracker"):
+        SetpointExpert(tracker="dls")

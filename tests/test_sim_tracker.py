@@ -137,3 +137,16 @@ def test_target_scale_and_unknown_tier():
         get_tier("stok")
     with pytest.raises(InputError, match="target_scale"):
         get_tier("stock", 100.0)
+
+
+def test_begin_and_act_on_an_env_match_reset_and_action(env):
+    """The env-level shorthand the README's own-loop example uses gives the same torques as the model/data calls."""
+    import torch
+
+    env.reset(seed=3)
+    base = env.unwrapped
+    short, long = make_tracker(), make_tracker()
+    short.begin(env)
+    long.reset(base.model, base.data, float(base.dt))
+    setpoint = np.array([0.08, 0.1, 0.0])
+    np.testing.assert_array_equal(short.act(env, torch.tensor(setpoint)), long.action(base.model, base.data, setpoint))

@@ -187,41 +187,23 @@ def cmd_sim_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_eval(args: argparse.Namespace) -> int:
+    from rvperceiver.sim.closed_loop import evaluate_checkpoint
     from rvperceiver.summary import sim_eval_summary
-    from rvperceiver.train.run import simulate_checkpoint
 
     if args.out is not None:
         _refuse_existing(args.out, args.overwrite)  # before minutes of rollouts, not after them
     if args.strip is not None:
         _refuse_existing(args.strip, args.overwrite)
-    if args.tier is not None or args.execute is not None or args.ensemble is not None:
-        from rvperceiver.sim.closed_loop import evaluate_checkpoint
-
-        metrics = evaluate_checkpoint(
-            args.checkpoint,
-            tier=None if args.tier in (None, "trained") else args.tier,
-            episodes=args.episodes,
-            seed=args.seed,
-            execute=args.execute if args.execute is not None else args.replan_every,
-            ensemble=args.ensemble,
-            strip_path=args.strip,
-            device=args.device,
-        )
-        _write_json(args.out, metrics, args.overwrite, echo=args.json)
-        if not args.json:
-            print(f"closed loop on {metrics['settings']['tier']}: success within 2 cm {metrics['success_rate']:.1%}, "
-                  f"within 1 cm {metrics['strict_success_rate']:.1%}, median final distance "
-                  f"{1000 * metrics['median_final_distance']:.1f} mm (oracle "
-                  f"{metrics.get('references', {}).get('oracle', {}).get('success_rate', float('nan')):.1%})")
-        return 0
-    metrics = simulate_checkpoint(
+    metrics = evaluate_checkpoint(
         args.checkpoint,
+        tier=None if args.tier == "trained" else args.tier,
         episodes=args.episodes,
         seed=args.seed,
-        replan_every=args.replan_every,
+        execute=args.execute,
+        ensemble=args.ensemble,
+        strip_path=args.strip,
         demos=args.demos,
         device=args.device,
-        save_strip=args.strip,
         progress=not args.quiet,
     )
     _write_json(args.out, metrics, args.overwrite, echo=args.json)
@@ -432,30 +414,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (otherwise it is refused)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_sim_generate)
-    e = command(sim, "eval", "closed-loop success rate of a checkpoint (fingertip within 1 cm of the target at the "
-                "end), with the expert and the mean-trajectory predictor on the same seeds")
+    e = command(sim, "eval", "closed-loop success of a checkpoint through the demos' own tracker (fingertip within "
+                "2 cm / 1 cm of the target at the end), with the expert, the oracle and the mean predictor on the "
+                "same seeds")
     e.add_argument("--checkpoint", required=True, metavar="DIR", help="run directory, a checkpoints/<step> directory or a pretrained_model directory")
     e.add_argument("--episodes", type=int, default=50, help="closed-loop episodes (env seeds SEED … SEED+N-1)")
     e.add_argument("--seed", type=int, default=100000,
                    help="first evaluation env seed; refused if it overlaps the seeds the training demos used")
-    e.add_argument("--replan-every", type=int, default=4,
-                   help="query the policy every this many steps (1 … t_pred); in between the controller follows "
-                   "the last predicted chunk")
-    e.add_argument("--tier", default=None,
-                   help="closed loop of setpoint demos through their tracker: 'trained' (the demos' tier) or a tier "
-                   "name (default: the earlier DLS-controller loop)")
-    e.add_argument("--execute", type=int, default=None,
-                   help="with --tier: setpoints executed per predicted chunk (receding horizon; default --replan-every)")
+    e.add_argument("--tier", default="trained",
+                   help="'trained' (the tier of the training demos, the default) or a tier name with the same drawing "
+                   "options, to test transfer")
+    e.add_argument("--execute", "--replan-every", dest="execute", type=int, default=4,
+                   help="setpoints executed per predicted chunk before the policy is queried again (receding "
+                   "horizon, 1 … t_pred)")
     e.add_argument("--ensemble", type=float, default=None,
-                   help="with --tier: temporal ensembling with weights exp(-m*i) instead of the receding horizon")
+                   help="temporal ensembling with weights exp(-m*i) instead of the receding horizon")
     e.add_argument("--demos", default=None, metavar="FILE",
-                   help="held-out demos (.hdf5) for the offline per-step EE error (default: not computed)")
+                   help="held-out demos (.hdf5) for the offline metrics (RMSE, NMSE) beside the closed loop")
     e.add_argument("--strip", default=None, metavar="PNG",
                    help="save a labelled picture of the first rollouts here (default: none)")
     _add_out_args(p=e, what="write the full record (per episode, references, settings) as JSON to this file")
     e.add_argument("--json", action="store_true", help="print the full JSON instead of the short summary")
     _add_device_arg(e)
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.add_argument("--quiet", action="store_true", help="no progress bar (for the offline metrics of --demos)")
     e.set_defaults(func=cmd_sim_eval)
 
     p = command(sub, "experiment", "the seed's studies (tiny-difference, frequency-shift, theory) and the "

@@ -374,14 +374,17 @@ def evaluate_checkpoint(
     tracker: str = "inverse_dynamics",
     references: bool = True,
     strip_path: str | Path | None = None,
+    demos: str | Path | None = None,
     device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Closed loop of a checkpoint trained on ``rvperceiver sim generate`` setpoint demos (``sim eval``).
 
     The tier, image size and training seeds come from the training file's ``env_args``, so the policy sees frames
     like its training frames and no evaluation seed was a training seed; ``tier`` may name another tier with the
     same drawing options to test transfer, or is refused when it needs a low-dim observation the policy lacks.
-    With ``references`` the expert, the oracle and the mean predictor run on the same seeds.
+    With ``references`` the expert, the oracle and the mean predictor run on the same seeds; ``demos`` (held-out
+    demos) adds ``offline``: the checkpoint's offline metrics on them (``rvperceiver eval``'s record).
     """
     from rvperceiver.data.formats import open_episodes
     from rvperceiver.data.windows import WindowDataset
@@ -390,13 +393,15 @@ def evaluate_checkpoint(
     from rvperceiver.train.checkpoint import load_policy
 
     policy, config = load_policy(checkpoint, device=device)
+    if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
+        torch.set_num_threads(config.torch_threads)
     training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key)
     env_args = training.meta.get("env_args") or {}
     info = env_args.get("rvperceiver") or {}
     if "tier" not in info:
         raise DataError(
             f"{config.data.path}: no rvperceiver.tier in env_args; this closed loop needs setpoint demos made by "
-            f"`rvperceiver sim generate` (older demos: `rvperceiver sim eval` without --tier uses the DLS controller)"
+            f"`rvperceiver sim generate`; regenerate the demos with it and retrain"
         )
     trained_tier = info["tier"]["name"]
     chosen = get_tier(tier if tier is not None else trained_tier, float(info["tier"].get("target_scale", 1.0)))
@@ -436,4 +441,8 @@ def evaluate_checkpoint(
             "mean_predictor": run_closed_loop(constant_chunk_fn(mean_chunk), loop_config, train_seeds=train_seeds,
                                               label="mean predictor"),
         }
+    if demos is not None:
+        from rvperceiver.train.run import evaluate_checkpoint as offline_metrics
+
+        result["offline"] = offline_metrics(checkpoint, demos, device=device, progress=progress)
     return result

@@ -20,6 +20,7 @@ Trackers keep one piece of state per episode (the previous setpoint, for the pat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -53,6 +54,18 @@ class _TrackerBase:
         self._geometry = ArmGeometry.from_model(model)
         self._previous_joint_target = data.qpos[:ARM_JOINTS].copy()
         self._dt = float(dt)
+
+    def begin(self, env: Any) -> None:
+        """:meth:`reset` from a Gymnasium MuJoCo env right after ``env.reset()`` (its model, data and step)."""
+        base = env.unwrapped
+        self.reset(base.model, base.data, float(base.dt))
+
+    def act(self, env: Any, setpoint: Any) -> np.ndarray:
+        """The torques (float32 ``[2]``) for ``setpoint`` (x, y in metres; a tensor or array) in ``env``'s state."""
+        if hasattr(setpoint, "detach"):
+            setpoint = setpoint.detach().cpu().numpy()
+        base = env.unwrapped
+        return self.action(base.model, base.data, setpoint)  # type: ignore[attr-defined]
 
     def _joint_target(self, model: mujoco.MjModel, data: mujoco.MjData, setpoint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(joint target, path velocity) for ``setpoint``; the velocity is the backward difference of targets."""

@@ -38,7 +38,6 @@ __all__ = [
     "evaluate_checkpoint",
     "inspect_dataset",
     "predict_checkpoint",
-    "simulate_checkpoint",
     "train_from_config",
     "write_predictions",
 ]
@@ -475,64 +474,3 @@ def dataset_view_statistics(
         "adaptive": {"rule": adaptive.rule, "chosen": adaptive.chosen, "statistics": adaptive.statistics,
                      "reason": adaptive.reason},
     }
-
-
-def simulate_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    episodes: int = 50,
-    seed: int = 100_000,
-    replan_every: int = 4,
-    demos: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
-    save_strip: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Closed-loop Reacher evaluation of a checkpoint trained on ``rvperceiver sim generate`` demos.
-
-    Render settings and the training seeds are read from the training file's ``env_args`` so the policy sees
-    frames like those it was trained on and no evaluation seed was a training seed. The mean-trajectory
-    predictor and the expert run on the same seeds for reference; ``demos`` adds the offline per-step EE error.
-    """
-    from rvperceiver.sim.evaluate import (
-        closed_loop_eval,
-        mean_target_trajectory,
-        offline_ee_error,
-        policy_fn_from_policy,
-    )
-    from rvperceiver.sim.generate import training_seed_range
-
-    policy, config = load_policy(checkpoint, device=device)
-    if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
-        torch.set_num_threads(config.torch_threads)
-    training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key)
-    env_args = training.meta.get("env_args") or {}
-    if "rvperceiver" not in env_args:
-        raise DataError(
-            f"{config.data.path}: no rvperceiver env_args; closed-loop evaluation needs demos made by "
-            f"`rvperceiver sim generate`"
-        )
-    info = env_args["rvperceiver"]
-    image_size = int(env_args["env_kwargs"]["width"])
-    t_obs, t_pred = config.data.t_obs, config.data.t_pred
-    result = closed_loop_eval(
-        policy,
-        n_episodes=episodes,
-        seed=seed,
-        t_obs=t_obs,
-        t_pred=t_pred,
-        replan_every=replan_every,
-        image_size=image_size,
-        train_seeds=training_seed_range(env_args),
-        mean_trajectory=mean_target_trajectory(list(training), t_obs, t_pred),
-        target_render_scale=float(info.get("target_render_scale", 1.0)),
-        save_strip=save_strip,
-        progress=progress,
-    )
-    result["checkpoint"] = str(checkpoint)
-    result["view"] = to_dict(config)["policy"]["view"]
-    if demos is not None:
-        held_out = open_episodes(demos, image_key=config.data.image_key, ee_key=config.data.ee_key)
-        result["offline_ee_error_m"] = offline_ee_error(
-            policy_fn_from_policy(policy, device), list(held_out), t_obs, t_pred, progress=progress
-        )
-    return result
