@@ -172,7 +172,8 @@ def test_eval_and_predict_all_on_a_file_without_validation_episodes(run_dir: Pat
 def test_show_config_prints_every_key_resolved(capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
-    from rvperceiver.train.config import TrainConfig, _known_paths
+    from rvperceiver.config_schema import known_keys
+    from rvperceiver.train.config import TrainConfig
 
     assert main(["train", "--show-config", "--config", TINY, "steps=7", "optim.lr=0.01"]) == 0
     text = capsys.readouterr().out
@@ -187,7 +188,7 @@ def test_show_config_prints_every_key_resolved(capsys: pytest.CaptureFixture[str
                 out |= paths(value, prefix + key + ".")
         return out
 
-    assert paths(shown) == set(_known_paths(TrainConfig))  # every key of the schema, nothing else
+    assert paths(shown) == set(known_keys(TrainConfig))  # every key of the schema, nothing else
 
 
 def test_every_option_says_what_it_means_and_its_default() -> None:

@@ -120,9 +120,9 @@ def test_policy_config_rejects_bad_input() -> None:
         PolicyConfig(backbone="transformer")
     with pytest.raises(ConfigError, match="target_norm"):
         PolicyConfig(target_norm="robust")
-    with pytest.raises(ConfigError, match="did you mean 'perceiver'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'PolicyConfig.perciever': did you mean PolicyConfig.perceiver\?"):
         PolicyConfig.from_dict({"perciever": {}})
-    with pytest.raises(ConfigError, match=r"PolicyConfig.perceiver: unknown key 'num_latent'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'PolicyConfig.perceiver.num_latent': did you mean PolicyConfig"):
         PolicyConfig.from_dict({"perceiver": {"num_latent": 4}})
     with pytest.raises(ConfigError, match="PolicyConfig.view"):
         PolicyConfig.from_dict({"view": {"transform": "wavelet"}})

@@ -439,7 +439,8 @@ def test_unreadable_view_choice_on_resume(capsys, data: Path, tmp_path: Path) ->
     (out / "view_choice.json").write_text('{"view": {"token_mode": "pixel", "transfrom": "rfft"}}')
     message = _refused(capsys, "train", "--config", CONFIG, f"data.path={data}", "view_choice=adaptive", *QUIET,
                        "--out", out, "--resume")
-    assert "view_choice.json cannot be read back" in message and "transfrom" in message
+    assert "view_choice.json cannot be read back" in message
+    assert "unknown key 'view.transfrom': did you mean view.transform?" in message
 
 
 # ---------------------------------------------------------------------------------------------------------------

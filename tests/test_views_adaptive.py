@@ -92,7 +92,7 @@ def test_errors() -> None:
         choose_view([_one_token_change()], (N, 1), candidates={"raw": "identity"}, rule="participation")  # type: ignore[dict-item]
     with pytest.raises(InputError, match="'raw'.*do not differ"):
         choose_view([torch.full((4, N, 1), 0.5)], (N, 1), rule="participation")
-    with pytest.raises(InputError, match="token_mode.*voxel.*scalar, pixel, patch"):
+    with pytest.raises(InputError, match=r"token_mode must be one of \['scalar', 'pixel', 'patch'\], got 'voxel'"):
         choose_view([_one_token_change()], (N, 1), token_mode="voxel", rule="participation")
     with pytest.raises(InputError, match=r"\[B, N, C\] = \[B, 256, 1\]"):
         choose_view([torch.zeros(4, N)], (N, 1), rule="participation")

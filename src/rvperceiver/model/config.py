@@ -3,14 +3,16 @@
 Both configs validate themselves on construction, so a bad value fails where it is written (a YAML file, a
 command-line override) with a `ConfigError` that names the field, rather than as a shape error deep in a forward
 pass. They hold only plain JSON types (ints, floats, strings, tuples of ints) so checkpoints can store them as JSON.
+The field types are checked from the type hints by `rvperceiver.config_schema.check_fields`; the
+`__post_init__`s below add the ranges, choices and the rules that tie fields together.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from rvperceiver.config_schema import check_fields, require, require_choice
 from rvperceiver.errors import ConfigError
 
 POSITION_KINDS = ("fourier", "learned", "none")
@@ -19,15 +21,10 @@ ATTENTION_BACKENDS = ("auto", "math", "efficient", "flash")
 INPUT_ATTENTION_KINDS = ("auto", "absorbed", "materialised")
 
 
-def _require_positive_int(owner: str, name: str, value: Any) -> None:
-    # bool is a subclass of int; `num_blocks=True` is almost certainly a mistake, so reject it explicitly.
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{owner}.{name} must be a positive integer, got {value!r}")
-
-
-def _require_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
+def _require_positive_ints(owner: str, config: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        require(value >= 1, f"{owner}.{name}", "a positive integer", value)
 
 
 def _require_divides(owner: str, heads_name: str, heads: int, width_name: str, width: int) -> None:
@@ -127,52 +124,34 @@ class PerceiverConfig:
 
     def __post_init__(self) -> None:
         owner = "PerceiverConfig"
-        for name in (
-            "num_latents",
-            "latent_channels",
-            "cross_heads",
-            "self_heads",
-            "self_layers_per_block",
-            "num_blocks",
-            "num_cross_attends",
-            "mlp_widening",
-            "num_bands",
-            "learned_position_channels",
-            "output_steps",
+        check_fields(self, owner)
+        _require_positive_ints(owner, self, (
+            "num_latents", "latent_channels", "cross_heads", "self_heads", "self_layers_per_block", "num_blocks",
+            "num_cross_attends", "mlp_widening", "num_bands", "learned_position_channels", "output_steps",
             "output_channels",
-        ):
-            _require_positive_int(owner, name, getattr(self, name))
+        ))
         _require_divides(owner, "cross_heads", self.cross_heads, "latent_channels", self.latent_channels)
         _require_divides(owner, "self_heads", self.self_heads, "latent_channels", self.latent_channels)
         if self.cross_attend_chunk is not None:
-            _require_positive_int(owner, "cross_attend_chunk", self.cross_attend_chunk)
-        _require_choice(owner, "position", self.position, POSITION_KINDS)
-        _require_choice(owner, "kv_norm", self.kv_norm, KV_NORM_KINDS)
-        _require_choice(owner, "attention_backend", self.attention_backend, ATTENTION_BACKENDS)
-        _require_choice(owner, "input_attention", self.input_attention, INPUT_ATTENTION_KINDS)
+            _require_positive_ints(owner, self, ("cross_attend_chunk",))
+        require_choice(f"{owner}.position", self.position, POSITION_KINDS)
+        require_choice(f"{owner}.kv_norm", self.kv_norm, KV_NORM_KINDS)
+        require_choice(f"{owner}.attention_backend", self.attention_backend, ATTENTION_BACKENDS)
+        require_choice(f"{owner}.input_attention", self.input_attention, INPUT_ATTENTION_KINDS)
         if self.cross_attention_channels is not None:
-            _require_positive_int(owner, "cross_attention_channels", self.cross_attention_channels)
+            _require_positive_ints(owner, self, ("cross_attention_channels",))
             _require_divides(
                 owner, "cross_heads", self.cross_heads, "cross_attention_channels", self.cross_attention_channels
             )
-        dropout = self.dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"{owner}.dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.max_freq is not None:
-            if (
-                isinstance(self.max_freq, bool)
-                or not isinstance(self.max_freq, (int, float))
-                or not math.isfinite(self.max_freq)
-                or self.max_freq <= 0
-            ):
-                raise ConfigError(f"{owner}.max_freq must be None or a positive number, got {self.max_freq!r}")
-        if (
-            isinstance(self.init_scale, bool)
-            or not isinstance(self.init_scale, (int, float))
-            or not math.isfinite(self.init_scale)
-            or self.init_scale <= 0
-        ):
-            raise ConfigError(f"{owner}.init_scale must be a positive number, got {self.init_scale!r}")
+        require(0.0 <= self.dropout < 1.0, f"{owner}.dropout", "a number in [0, 1)", self.dropout)
+        require(
+            self.max_freq is None or (math.isfinite(self.max_freq) and self.max_freq > 0),
+            f"{owner}.max_freq", "None or a positive number", self.max_freq,
+        )
+        require(
+            math.isfinite(self.init_scale) and self.init_scale > 0, f"{owner}.init_scale", "a positive number",
+            self.init_scale,
+        )
 
 
 @dataclass
@@ -196,18 +175,17 @@ class CNNConfig:
 
     def __post_init__(self) -> None:
         owner = "CNNConfig"
-        # JSON and YAML give lists; store tuples so the config stays hashable and compares equal after a round trip.
+        check_fields(self, owner)  # JSON and YAML give lists: stored as tuples, so configs stay hashable and equal
         for name in ("channels", "kernel_sizes", "strides"):
             value = getattr(self, name)
-            if not isinstance(value, (list, tuple)) or len(value) == 0:
-                raise ConfigError(f"{owner}.{name} must be a non-empty list of positive integers, got {value!r}")
+            require(len(value) > 0, f"{owner}.{name}", "a non-empty list of positive integers", value)
             for item in value:
-                _require_positive_int(owner, name + "[]", item)
-            setattr(self, name, tuple(value))
+                require(item >= 1, f"{owner}.{name}[]", "a positive integer", item)
         if not len(self.channels) == len(self.kernel_sizes) == len(self.strides):
             raise ConfigError(
                 f"{owner}.channels, kernel_sizes and strides must have equal lengths, got "
                 f"{len(self.channels)}, {len(self.kernel_sizes)} and {len(self.strides)}"
             )
-        for name in ("num_keypoints", "mlp_channels", "mlp_layers", "output_steps", "output_channels"):
-            _require_positive_int(owner, name, getattr(self, name))
+        _require_positive_ints(
+            owner, self, ("num_keypoints", "mlp_channels", "mlp_layers", "output_steps", "output_channels")
+        )

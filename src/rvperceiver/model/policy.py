@@ -13,7 +13,6 @@ predicted chunk in a :class:`~rvperceiver.model.rollout.ChunkRollout` configured
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rvperceiver.config_schema import build, check_fields, require_choice, to_plain
 from rvperceiver.errors import ConfigError, InputError
 from rvperceiver.model.cnn import SpatialSoftmaxCNN
 from rvperceiver.model.config import CNNConfig, PerceiverConfig
@@ -53,66 +53,18 @@ class PolicyConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"PolicyConfig.backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
-        if self.target_norm not in TARGET_NORM_MODES:
-            raise ConfigError(
-                f"PolicyConfig.target_norm must be one of {list(TARGET_NORM_MODES)}, got {self.target_norm!r}"
-            )
-        for name, kind in _SECTIONS:
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise ConfigError(f"PolicyConfig.{name} must be a {kind.__name__}, got {type(value).__name__}")
+        check_fields(self, "PolicyConfig")
+        require_choice("PolicyConfig.backbone", self.backbone, BACKBONES)
+        require_choice("PolicyConfig.target_norm", self.target_norm, TARGET_NORM_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only (tuples become lists), for `config.json` in checkpoints."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, (list, tuple)):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            return value
-
-        return plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PolicyConfig:
         """Inverse of `to_dict`. Missing keys take their defaults; an unknown key is a `ConfigError`."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"PolicyConfig.from_dict expects a mapping, got {type(data).__name__}")
-        _reject_unknown_keys("PolicyConfig", data, [f.name for f in dataclasses.fields(cls)])
-        kwargs: dict[str, Any] = {}
-        for name, kind in _SECTIONS:
-            if name in data:
-                kwargs[name] = _build_section(f"PolicyConfig.{name}", kind, data[name])
-        for name in ("backbone", "target_norm"):
-            if name in data:
-                kwargs[name] = data[name]
-        return cls(**kwargs)
-
-
-_SECTIONS = (("view", ViewConfig), ("perceiver", PerceiverConfig), ("cnn", CNNConfig), ("rollout", RolloutConfig))
-
-
-def _reject_unknown_keys(owner: str, data: Mapping[str, Any], known: Sequence[str]) -> None:
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(known)}"
-            raise ConfigError(f"{owner}: unknown key {key!r}{hint}")
-
-
-def _build_section(owner: str, kind: type, data: Any) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{owner} expects a mapping, got {type(data).__name__}")
-    _reject_unknown_keys(owner, data, [f.name for f in dataclasses.fields(kind)])
-    try:
-        return kind(**data)
-    except ConfigError:
-        raise
-    except ValueError as error:  # ViewConfig reports bad values as InputError; in a config they are config errors
-        raise ConfigError(f"{owner}: {error}") from None
+        return build(cls, data, "PolicyConfig")
 
 
 def _check_target_shape(target_shape: Sequence[int]) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from rvperceiver.config_schema import check_fields, require
 from rvperceiver.errors import ConfigError, InputError
 from rvperceiver.observation import IMAGE, OBSERVATION_KEYS, STATE
 
@@ -53,15 +54,12 @@ class RolloutConfig:
     setpoint: Literal["next", "chunk_end"] = "next"
 
     def __post_init__(self) -> None:
+        check_fields(self, "rollout")
         steps = self.n_action_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"rollout.n_action_steps must be None or a positive integer, got {steps!r}")
-        if self.setpoint not in SETPOINTS:
-            raise ConfigError(f"rollout.setpoint must be one of {list(SETPOINTS)}, got {self.setpoint!r}")
+        require(steps is None or steps >= 1, "rollout.n_action_steps", "None or a positive integer", steps)
         coeff = self.temporal_ensemble_coeff
         if coeff is not None:
-            if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not math.isfinite(coeff):
-                raise ConfigError(f"rollout.temporal_ensemble_coeff must be None or a finite number, got {coeff!r}")
+            require(math.isfinite(coeff), "rollout.temporal_ensemble_coeff", "None or a finite number", coeff)
             if steps not in (None, 1) or self.setpoint != "next":
                 raise ConfigError(
                     "rollout.temporal_ensemble_coeff predicts every step, so it needs n_action_steps 1 (or None) "

@@ -6,26 +6,24 @@ resumed or re-evaluated run rebuilds exactly the same thing. Loading is strict o
 mistake that costs a day. So unknown keys, wrong types and out-of-range values all fail up front with a
 ``ConfigError`` naming the file, the dotted key, what was expected and what came.
 
-The checker is generic over dataclasses with the usual field types (``int``, ``float``, ``str``, ``bool``,
-``X | None``, ``tuple[...]``, ``Literal[...]``, nested dataclasses), so the model package's ``PolicyConfig``
-tree is validated by the same code; range checks live in each dataclass's ``__post_init__``.
+The dataclasses are the schema: keys and types are checked from their type hints by the shared
+:mod:`rvperceiver.config_schema` (the same code checks the model package's ``PolicyConfig`` tree), and each
+``__post_init__`` adds only its ranges and cross-field rules. This module adds what is particular to a training
+run's file: strict YAML, ``a.b=c`` overrides, and messages that name the file and the override.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import re
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal
 
 import yaml
 
+from rvperceiver.config_schema import build, check_fields, require, require_choice, to_plain
 from rvperceiver.errors import ConfigError
 from rvperceiver.model.policy import PolicyConfig
 
@@ -33,11 +31,6 @@ OPTIMIZERS = ("adam", "adamw")
 # Optimizer hyper-parameters become float32 tensors on some paths: a larger value overflows there, not here.
 FLOAT32_MAX = 3.4028234663852886e38
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-
-def _require(condition: bool, key: str, expected: str, value: Any) -> None:
-    if not condition:
-        raise ConfigError(f"{key} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -73,6 +66,7 @@ class DataConfig:
     stats_cache: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self, "data")
         if self.image_keys and self.image_key is not None and tuple(self.image_keys) != (self.image_key,):
             raise ConfigError(
                 f"data.image_key {self.image_key!r} and data.image_keys {list(self.image_keys)} disagree; give "
@@ -83,10 +77,10 @@ class DataConfig:
                 f"data.ee_key {self.ee_key!r} and data.target_key {self.target_key!r} disagree; give target_key only "
                 "(ee_key is its older name)"
             )
-        _require(self.video_cache_mb >= 1, "data.video_cache_mb", "a positive integer", self.video_cache_mb)
-        _require(self.t_obs >= 1, "data.t_obs", "a positive integer", self.t_obs)
-        _require(self.t_pred >= 1, "data.t_pred", "a positive integer", self.t_pred)
-        _require(0.0 <= self.valid_fraction < 1.0, "data.valid_fraction", "in [0, 1)", self.valid_fraction)
+        require(self.video_cache_mb >= 1, "data.video_cache_mb", "a positive integer", self.video_cache_mb)
+        require(self.t_obs >= 1, "data.t_obs", "a positive integer", self.t_obs)
+        require(self.t_pred >= 1, "data.t_pred", "a positive integer", self.t_pred)
+        require(0.0 <= self.valid_fraction < 1.0, "data.valid_fraction", "in [0, 1)", self.valid_fraction)
 
 
 @dataclass
@@ -102,12 +96,13 @@ class OptimConfig:
     grad_clip: float | None = 1.0
 
     def __post_init__(self) -> None:
-        _require(self.name in OPTIMIZERS, "optim.name", f"one of {list(OPTIMIZERS)}", self.name)
-        _require(0 < self.lr < FLOAT32_MAX, "optim.lr", "a positive number below float32's maximum", self.lr)
-        _require(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)", self.betas)
-        _require(self.eps > 0, "optim.eps", "a positive number", self.eps)
-        _require(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
-        _require(
+        check_fields(self, "optim")
+        require_choice("optim.name", self.name, OPTIMIZERS)
+        require(0 < self.lr < FLOAT32_MAX, "optim.lr", "a positive number below float32's maximum", self.lr)
+        require(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)", self.betas)
+        require(self.eps > 0, "optim.eps", "a positive number", self.eps)
+        require(self.weight_decay >= 0, "optim.weight_decay", "a number >= 0", self.weight_decay)
+        require(
             self.grad_clip is None or self.grad_clip > 0, "optim.grad_clip", "None or a positive number", self.grad_clip
         )
 
@@ -121,8 +116,9 @@ class ScheduleConfig:
     min_lr_ratio: float = 0.1
 
     def __post_init__(self) -> None:
-        _require(self.warmup_steps >= 0, "schedule.warmup_steps", "an integer >= 0", self.warmup_steps)
-        _require(0.0 <= self.min_lr_ratio <= 1.0, "schedule.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
+        check_fields(self, "schedule")
+        require(self.warmup_steps >= 0, "schedule.warmup_steps", "an integer >= 0", self.warmup_steps)
+        require(0.0 <= self.min_lr_ratio <= 1.0, "schedule.min_lr_ratio", "in [0, 1]", self.min_lr_ratio)
 
 
 @dataclass
@@ -166,21 +162,17 @@ class TrainConfig:
     view_choice: Literal["fixed", "adaptive"] = "fixed"
 
     def __post_init__(self) -> None:
+        check_fields(self, "")
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
-            _require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
-        _require(self.keep_last >= 1, "keep_last", "a positive integer (how many step checkpoints to keep)", self.keep_last)
-        _require(self.eval_batches >= 0, "eval_batches", "an integer >= 0 (0 = all)", self.eval_batches)
-        _require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
-        _require(
+            require(getattr(self, name) >= 1, name, "a positive integer", getattr(self, name))
+        require(self.keep_last >= 1, "keep_last", "a positive integer (how many step checkpoints to keep)", self.keep_last)
+        require(self.eval_batches >= 0, "eval_batches", "an integer >= 0 (0 = all)", self.eval_batches)
+        require(self.num_workers >= 0, "num_workers", "an integer >= 0", self.num_workers)
+        require(
             self.torch_threads is None or self.torch_threads >= 1, "torch_threads", "null or an integer >= 1",
             self.torch_threads,
         )
-        _require(
-            isinstance(self.device, str) and bool(_DEVICE_PATTERN.match(self.device)),
-            "device",
-            "auto, cpu, cuda, cuda:N or mps",
-            self.device,
-        )
+        require(bool(_DEVICE_PATTERN.match(self.device)), "device", "auto, cpu, cuda, cuda:N or mps", self.device)
 
 
 def check_schedule(config: TrainConfig) -> None:
@@ -206,169 +198,14 @@ def check_schedule(config: TrainConfig) -> None:
         )
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Generic dataclass <-> plain data conversion with type checking
-# ----------------------------------------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-def _describe(hint: Any) -> str:
-    """Human-readable name of a type hint, for error messages."""
-    origin = typing.get_origin(hint)
-    if hint is type(None):
-        return "null"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(hint))
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
-        return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(hint)[0])}"
-    if dataclasses.is_dataclass(hint):
-        return f"a mapping ({hint.__name__})"
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-class _Mismatch(Exception):
-    """Internal: a value does not fit a type hint (turned into a ConfigError by the caller)."""
-
-
-def _known_paths(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key of a dataclass tree, for 'did you mean' suggestions across sections."""
-    paths: list[str] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = prefix + f.name
-        paths.append(path)
-        if dataclasses.is_dataclass(hints[f.name]):
-            paths.extend(_known_paths(hints[f.name], path + "."))
-    return paths
-
-
-def _unknown_key_message(cls: type, root: type, key: str, path: str) -> str:
-    known = [f.name for f in dataclasses.fields(cls)]
-    full = f"{path}.{key}" if path else key
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if close:
-        hint = f"did you mean {(path + '.' if path else '') + close[0]}?"
-    else:
-        # The key may exist in another section (e.g. `lr` at top level instead of `optim.lr`).
-        elsewhere = [p for p in _known_paths(root) if p.rsplit(".", 1)[-1] == key]
-        elsewhere = elsewhere or difflib.get_close_matches(full, _known_paths(root), n=1, cutoff=0.6)
-        hint = f"did you mean {elsewhere[0]}?" if elsewhere else f"known keys here: {', '.join(known)}"
-    return f"unknown key {full!r}: {hint}"
-
-
-def _coerce(hint: Any, value: Any, key: str, root: type) -> Any:
-    """Check ``value`` against ``hint`` and return it in canonical form (ints widened to float, lists to tuples)."""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return value
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key, root)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key, root)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if origin is Literal:
-        if value in typing.get_args(hint):
-            return value
-        raise _Mismatch
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        args = typing.get_args(hint)
-        if origin is list:
-            return [_coerce(args[0], v, f"{key}[{i}]", root) for i, v in enumerate(value)]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, f"{key}[{i}]", root) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise _Mismatch
-        return tuple(_coerce(a, v, f"{key}[{i}]", root) for i, (a, v) in enumerate(zip(args, value)))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    raise ConfigError(f"{key}: unsupported field type {hint!r} in the config schema")
-
-
-def _build(cls: type[T], raw: Any, path: str, root: type) -> T:
-    """Construct dataclass ``cls`` from a mapping, checking keys and types field by field."""
-    if isinstance(raw, cls):
-        raw = to_dict(raw)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path or 'the config'} must be a mapping (section {cls.__name__}), got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise ConfigError(_unknown_key_message(cls, root, str(key), path))
-        full = f"{path}.{key}" if path else key
-        try:
-            kwargs[key] = _coerce(hints[key], value, full, root)
-        except _Mismatch:
-            raise ConfigError(
-                f"{full} must be {_describe(hints[key])}, got {value!r} ({type(value).__name__})"
-            ) from None
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{path or cls.__name__}: {error}") from error
-
-
 def from_dict(data: Mapping[str, Any]) -> TrainConfig:
     """A validated :class:`TrainConfig` from plain data (the inverse of :func:`to_dict`); missing keys = defaults."""
-    return _build(TrainConfig, data, "", TrainConfig)
+    return build(TrainConfig, data)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain JSON/YAML-ready data of a config dataclass (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return plain(config)
+    return to_plain(config)
 
 
 def to_json(config: TrainConfig) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from rvperceiver.config_schema import build
 from rvperceiver.data.formats import DEFAULT_KEYS, detect_format, open_episodes
 from rvperceiver.data.loading import WindowSplit, load_windows, windows_for_split
 from rvperceiver.data.windows import WindowDataset
@@ -218,7 +219,7 @@ def _train_from_config(
 def _recorded_view(path: Path, view_type: type) -> Any:
     """The view an adaptive run chose, as recorded in its run directory (a resume must keep it)."""
     try:
-        return view_type(**json.loads(path.read_text(encoding="utf-8"))["view"])
+        return build(view_type, json.loads(path.read_text(encoding="utf-8"))["view"], "view")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"{path} cannot be read back ({type(error).__name__}: {error}); it records the adaptive view this run "

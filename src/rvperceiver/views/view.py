@@ -11,13 +11,14 @@ an orthonormal DFT spreads a one-token difference evenly over every bin whatever
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rvperceiver.config_schema import check_fields, require, require_choice, to_plain
 from rvperceiver.errors import InputError
 from rvperceiver.observation import split_observation
 from rvperceiver.views.stats import RunningMoments, data_std_floor, participation_ratio
@@ -27,11 +28,6 @@ from rvperceiver.views.transforms import TRANSFORM_KINDS, forward_transform, inv
 NORM_MODES: tuple[str, ...] = ("none", "centre", "zscore")
 TRANSFORM_AXES: tuple[str, ...] = ("flat", "grid")
 _STAT_BUFFERS: tuple[str, ...] = ("pre_mean", "pre_std", "post_mean", "post_std")
-
-
-def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise InputError(f"ViewConfig.{name}: unknown value {value!r}; expected one of {', '.join(valid)}")
 
 
 @dataclass
@@ -55,24 +51,28 @@ class ViewConfig:
     clip: float | None = 10.0
 
     def __post_init__(self) -> None:
-        _check_choice("token_mode", self.token_mode, TOKEN_MODES)
-        _check_choice("transform", self.transform, TRANSFORM_KINDS)
-        _check_choice("transform_axes", self.transform_axes, TRANSFORM_AXES)
-        _check_choice("pre_norm", self.pre_norm, NORM_MODES)
-        _check_choice("post_norm", self.post_norm, NORM_MODES)
-        if isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1:
-            raise InputError(f"ViewConfig.patch_size must be a positive integer, got {self.patch_size!r}")
-        if self.std_floor is not None and (
-            isinstance(self.std_floor, bool) or not isinstance(self.std_floor, (int, float)) or not self.std_floor > 0
+        # Bad values raise InputError (as the view's other checks do); in a config file they read as config errors.
+        check_fields(self, "ViewConfig", InputError)
+        for name, choices in (
+            ("token_mode", TOKEN_MODES),
+            ("transform", TRANSFORM_KINDS),
+            ("transform_axes", TRANSFORM_AXES),
+            ("pre_norm", NORM_MODES),
+            ("post_norm", NORM_MODES),
         ):
-            raise InputError(f"ViewConfig.std_floor must be None (the data's resolution) or a positive number, got {self.std_floor!r}")
-        if self.clip is not None and (
-            isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not self.clip > 0
-        ):
-            raise InputError(f"ViewConfig.clip must be None (no bound) or a positive number of σ, got {self.clip!r}")
+            require_choice(f"ViewConfig.{name}", getattr(self, name), choices, InputError)
+        require(self.patch_size >= 1, "ViewConfig.patch_size", "a positive integer", self.patch_size, InputError)
+        require(
+            self.std_floor is None or self.std_floor > 0, "ViewConfig.std_floor",
+            "None (the data's resolution) or a positive number", self.std_floor, InputError,
+        )
+        require(
+            self.clip is None or self.clip > 0, "ViewConfig.clip", "None (no bound) or a positive number of σ",
+            self.clip, InputError,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
 
 def _example_input(item: Any) -> torch.Tensor:
