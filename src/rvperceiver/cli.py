@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rvperceiver.errors import RVPerceiverError
+from rvperceiver.utils import json_default
 
 EXIT_USAGE = 2
 
@@ -29,7 +30,7 @@ def _refuse_existing(path: str | Path, overwrite: bool) -> Path:
 
 def _json_text(payload: Any) -> str:
     """JSON meant for people too: indented, and non-ASCII (≈, β, –) written as itself rather than escaped."""
-    return json.dumps(payload, indent=2, sort_keys=False, default=_json_default, ensure_ascii=False)
+    return json.dumps(payload, indent=2, sort_keys=False, default=json_default, ensure_ascii=False)
 
 
 def _write_json(path: str | Path | None, payload: Any, overwrite: bool, echo: bool = True) -> None:
@@ -41,18 +42,6 @@ def _write_json(path: str | Path | None, payload: Any, overwrite: bool, echo: bo
         atomic_write_text(_refuse_existing(path, overwrite), text + "\n")
     if echo:
         print(text)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -182,7 +171,7 @@ def cmd_sim_generate(args: argparse.Namespace) -> int:
         target_render_scale=args.target_render_scale,
         tier=args.tier,
     )
-    print(json.dumps(stats, indent=2, default=_json_default))
+    print(json.dumps(stats, indent=2, default=json_default))
     return 0
 
 

@@ -45,7 +45,7 @@ from rvperceiver.errors import ConfigError, DataError
 from rvperceiver.experiments.bc_models import MODEL_LABELS, MODEL_VIEWS, MODELS, backbone_of
 from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
-from rvperceiver.utils import atomic_write_text
+from rvperceiver.utils import atomic_write_text, json_default
 
 __all__ = ["BCProfile", "PROFILES", "get_bc_profile", "merge_results", "run_bc_study", "study_commands", "write_merged"]
 
@@ -508,7 +508,7 @@ def run_bc_study(
         results["complete"] = complete
         results["summary"] = summarise(results)
         results["wall_time_s"] = time.perf_counter() - started
-        atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default) + "\n")
+        atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=json_default) + "\n")
         atomic_write_text(out / "report.md", render_report(results))
 
     from rvperceiver.sim.generate import training_seed_range
@@ -574,7 +574,7 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     if not parts:
         raise ConfigError("merge_results: nothing to merge")
-    base = json.loads(json.dumps(parts[0], default=_json_default))
+    base = json.loads(json.dumps(parts[0], default=json_default))
     for other in parts[1:]:
         if other["profile"] != base["profile"]:
             raise ConfigError("merge_results: the parts were run with different profiles")
@@ -613,22 +613,12 @@ def write_merged(part_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.
             shutil.copy2(strip, out / "strips" / strip.name)
     merged = merge_results(parts)
     merged["figures"] = plot_all(merged, out)
-    atomic_write_text(out / "results.json", json.dumps(merged, indent=1, default=_json_default) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(merged, indent=1, default=json_default) + "\n")
     atomic_write_text(out / "report.md", render_report(merged))
     commands = [c for p in parts for c in p.get("commands", [])]
     unique = list({c["command"]: c for c in commands}.values())
     atomic_write_text(out / "commands.md", "".join(f"- {c['what']}:\n  `{c['command']}`\n" for c in unique))
     return merged
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class _Log:
