@@ -11,6 +11,11 @@ seed) — and reports their validation NMSE with the project's own metric, then 
 closed loop (200 evaluation episodes, the tracker, execute 8 of 8). Compare with the study's rows: a learned model
 is using the image only where its NMSE is clearly below the state-only one and its success above the floor.
 
+The windows that need the frame are the first of each episode: the arm is at rest, so the state says nothing about
+where it will go. ``--checkpoints RUN_DIR ...`` scores the study's trained policies (and the state-only MLP and
+the mean predictor) on exactly those: the distance between the predicted and the demonstrated last setpoint of the
+chunk at step 0 of each validation episode.
+
     PYTHONPATH=src MUJOCO_GL=egl python benchmarks/bc_state_only.py [--data DEMOS.hdf5] [--seeds 0,1,2] [--out FILE.json]
 """
 
@@ -85,6 +90,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="MLP training seeds")
     parser.add_argument("--steps", type=int, default=3000, help="MLP Adam steps of batch 256")
     parser.add_argument("--episodes", type=int, default=200, help="closed-loop episodes (env seeds 100000 …)")
+    parser.add_argument("--checkpoints", nargs="*", default=[], metavar="RUN_DIR",
+                        help="trained policies (e.g. the study's work/runs/arm-hidden/*) to score on the start windows")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -112,9 +119,11 @@ def main() -> None:
         rows: dict[str, Any] = {"windows": {"train": len(x_train), "valid": len(x_valid)},
                                 "linear_valid_nmse": linear, "mlp": []}
         config = ClosedLoopConfig(tier="arm-hidden", episodes=args.episodes, t_obs=1, t_pred=8, execute=8)
+        models = []
         for seed in seeds:
             start = time.perf_counter()
             model = _fit_mlp(x_train, y_train, seed, args.steps)
+            models.append(model)
             with torch.no_grad():
                 valid = _nmse(model(torch.as_tensor(x_valid, dtype=torch.float32)).double().numpy(), y_valid)
 
@@ -131,6 +140,27 @@ def main() -> None:
                                 "median_final_distance_m": closed["median_final_distance"],
                                 "seconds": time.perf_counter() - start})
 
+        start_items = [i for i, (_, begin) in enumerate(windows.valid.index.pairs) if begin == 0]
+        x_start = x_valid[start_items]
+        end_start = y_valid[start_items].reshape(len(start_items), 8, 3)[:, -1, :2]
+
+        def start_error(chunks: np.ndarray) -> float:
+            return float(np.mean(np.linalg.norm(chunks.reshape(len(start_items), 8, 3)[:, -1, :2] - end_start, axis=1)))
+
+        starts: dict[str, float] = {"mean predictor": start_error(np.broadcast_to(y_train.mean(0), (len(x_start), 24)))}
+        with torch.no_grad():
+            starts[f"state-only MLP (seed {seeds[0]})"] = start_error(
+                models[0](torch.as_tensor(x_start, dtype=torch.float32)).double().numpy())
+        from rvperceiver.train.checkpoint import load_policy
+
+        for run in args.checkpoints:
+            policy, _ = load_policy(run)
+            batch = [windows.valid[i][0] for i in start_items]
+            inputs = {key: torch.stack([b[key] for b in batch]) for key in batch[0]} if isinstance(batch[0], dict) \
+                else torch.stack(batch)
+            starts[Path(run).name] = start_error(policy.predict_chunk(inputs).double().numpy())
+        rows["start_window_final_setpoint_error_m"] = starts
+
     k = sum(round(r["success_2cm"] * args.episodes) for r in rows["mlp"])
     n = args.episodes * len(rows["mlp"])
     lo, hi = wilson_interval(k, n)
@@ -144,6 +174,12 @@ def main() -> None:
         print(f"| {r['seed']} | {r['valid_nmse']:.3f} | {100 * r['success_2cm']:.1f}% | {100 * r['success_1cm']:.1f}% | "
               f"{100 * r['ever_2cm']:.1f}% | {1000 * r['median_final_distance_m']:.1f} |")
     print(f"pooled success ≤ 2 cm: {k}/{n} = {100 * k / n:.1f}% [Wilson 95% {100 * lo:.1f}, {100 * hi:.1f}]")
+    print(f"\n## Start windows ({len(start_items)} validation episodes, arm at rest): predicted vs demonstrated last "
+          "setpoint of the first chunk")
+    print("| predictor | mean error (mm) |")
+    print("|---|---|")
+    for name, error in rows["start_window_final_setpoint_error_m"].items():
+        print(f"| {name} | {1000 * error:.1f} |")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
