@@ -207,8 +207,8 @@ def render_report(results: dict[str, Any]) -> str:
         lines += [f"## Tier `{tier}`", ""]
         choice = results.get("adaptive_choice", {}).get(tier)
         if choice:
-            stats = ", ".join(f"{k} {v:.4g}" for k, v in choice["statistics"].items())
-            lines += [f"Adaptive rule: chose **{choice['chosen']}** (participation ratio {stats}); its row is the "
+            reason = choice.get("reason") or ", ".join(f"{k} {v:.4g}" for k, v in choice["statistics"].items())
+            lines += [f"Adaptive rule: chose **{choice['chosen']}** ({reason}); its row is the "
                       f"{MODEL_LABELS[choice['same_run_as']]} run.", ""]
         lines += [
             "| model | steps | success ≤ 2 cm | ≤ 1 cm | ever ≤ 2 cm | median final (mm) | per-seed ≤ 2 cm | valid NMSE | train s |",
