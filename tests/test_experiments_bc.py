@@ -82,6 +82,14 @@ def test_tiny_study_writes_results_report_commands_and_pictures(tmp_path):
     stopped["runs"].append({**copy.deepcopy(on_disk["runs"][0]), "seed": 1, "budgets": []})
     merged = merge_results([stopped, second])
     assert merged["complete"] and merged["seeds"] == [0, 1] and len(merged["runs"]) == 2 * len(TINY.cells)
+    # Whether a policy uses its frames: the state-only reference on the tier with the joint state, the
+    # start-window error of every run at every budget, and both in the report.
+    state_only = on_disk["references"]["arm-hidden"]["state_only"]
+    assert len(state_only["final_distance"]) == TINY.eval_episodes and state_only["valid_nmse"] > 0
+    assert "state_only" not in on_disk["references"]["fixed-start"]
+    assert all(b["start_window_error"] > 0 for r in on_disk["runs"] for b in r["budgets"].values())
+    report = (out / "report.md").read_text()
+    assert "state-only MLP (the joint state, no frames)" in report and "start-window error (mm)" in report
     # The arm-hidden CNN was trained with the joint state beside the frames.
     config = (out / "work" / "runs" / "arm-hidden" / "cnn_seed0" / "config.yaml").read_text()
     assert "robot0_joint_pos" in config and "robot0_eef_setpoint" in config

@@ -90,6 +90,7 @@ class BCProfile:
     torch_threads: int | None = None
     strip_episodes: int = 4
     episode_steps: int = 50
+    state_only_steps: int = 3000
     cut: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -136,6 +137,7 @@ PROFILES: dict[str, BCProfile] = {
         cnn={},
         warmup_steps=10,
         eval_episodes=20,
+        state_only_steps=200,
         torch_threads=2,
         cut="CI size: 20 demos, budgets 20/60 steps, one seed, 20 evaluation episodes, two tiers; no stock tier, "
         "no patch-token Perceiver. It checks the pipeline, not the models.",
@@ -350,6 +352,14 @@ def _compact(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range, out: Path) -> dict[str, Any]:
+    """Expert, oracle and mean predictor on every tier; on a tier with the joint state, also the state-only MLP
+    (see :mod:`rvperceiver.experiments.bc_references`), trained with the profile's first seed."""
+    from rvperceiver.experiments.bc_references import (
+        constant_predictor,
+        fit_state_only,
+        predictor_nmse,
+        start_window_error,
+    )
     from rvperceiver.sim.closed_loop import constant_chunk_fn, run_closed_loop
 
     config = _closed_loop_config(profile, tier)
@@ -360,13 +370,29 @@ def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range,
                                       strip_episodes=profile.strip_episodes))
     if expert.get("strip"):
         expert["strip"] = str(Path(expert["strip"]).relative_to(out))
-    return {
+    references = {
         "expert": expert,
         "oracle": _compact(run_closed_loop("oracle", config, train_seeds=train_seeds, label="oracle")),
         "mean_predictor": _compact(
             run_closed_loop(constant_chunk_fn(mean_chunk), config, train_seeds=train_seeds, label="mean predictor")
         ),
     }
+    if windows.valid is not None and len(windows.valid):
+        references["mean_predictor"]["start_window_error"] = start_window_error(
+            constant_predictor(mean_chunk), windows.valid)
+    if _tier_uses_state(tier):
+        model = fit_state_only(windows.train, seed=profile.seeds[0], steps=profile.state_only_steps)
+
+        def state_chunks(batch: Any) -> np.ndarray:
+            return model.predict(batch)
+
+        state_chunks.uses_state = True  # type: ignore[attr-defined]
+        row = _compact(run_closed_loop(state_chunks, config, train_seeds=train_seeds, label="state-only MLP"))
+        if windows.valid is not None and len(windows.valid):
+            row["valid_nmse"] = predictor_nmse(model.predict, windows.valid)
+            row["start_window_error"] = start_window_error(model.predict, windows.valid)
+        references["state_only"] = row
+    return references
 
 
 def _adaptive(windows: Any) -> dict[str, Any]:
@@ -387,6 +413,7 @@ def _adaptive(windows: Any) -> dict[str, Any]:
 def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path, out: Path, first_seed: int,
                 train_seeds: range, windows: Any, log: Any, progress: bool) -> dict[str, Any]:
     """Train one cell through every budget; at each stop score validation NMSE and the closed loop."""
+    from rvperceiver.experiments.bc_references import policy_predictor, start_window_error
     from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
     from rvperceiver.train.evaluate import evaluate
     from rvperceiver.train.loop import train
@@ -411,6 +438,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
         record["parameters"] = int(sum(p.numel() for p in policy.parameters()))
         score_start = time.perf_counter()
         valid = evaluate(policy, windows.valid, dataclasses.replace(config, eval_batches=0))
+        start_error = start_window_error(policy_predictor(policy), windows.valid) if valid is not None else None
         strip = None
         if seed == first_seed and budget == profile.budgets[-1]:
             strip = out / "strips" / f"{tier}_{model}.png"
@@ -428,6 +456,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
             "score_wall_s": time.perf_counter() - score_start,
             "train_loss_last": float(np.mean(losses[-max(1, len(losses) // 10):])) if losses else None,
             "valid": valid.to_dict() if valid is not None else {},
+            "start_window_error": start_error,
             "closed_loop": compact,
         }
         log(

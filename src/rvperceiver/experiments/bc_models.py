@@ -24,11 +24,12 @@ MODEL_VIEWS: dict[str, dict[str, Any]] = {
 }
 # Every row of the tables, in order; "adaptive_perceiver" is the run of the view the seed's rule picked.
 MODELS: tuple[str, ...] = ("raw_perceiver", "fourier_perceiver", "adaptive_perceiver", "patch_perceiver", "cnn")
-REFERENCES: tuple[str, ...] = ("expert", "oracle", "mean_predictor")
+REFERENCES: tuple[str, ...] = ("expert", "oracle", "mean_predictor", "state_only")
 MODEL_LABELS = {
     "expert": "scripted expert (min-jerk plan + inverse-dynamics tracker)",
     "oracle": "oracle (the expert's future setpoints, same receding horizon)",
     "mean_predictor": "mean predictor (mean training chunk)",
+    "state_only": "state-only MLP (the joint state, no frames)",
     "raw_perceiver": "Perceiver, raw scalar tokens",
     "fourier_perceiver": "Perceiver, Fourier view (centre → rfft → z-score)",
     "adaptive_perceiver": "Perceiver, adaptive view",

@@ -45,7 +45,12 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     tiers: dict[str, Any] = {}
     runs = results.get("runs", [])
     for tier, refs in results.get("references", {}).items():
-        rows: dict[str, Any] = {name: _pooled([refs[name]], radius, strict) for name in REFERENCES if name in refs}
+        rows: dict[str, Any] = {}
+        for name in REFERENCES:
+            if name in refs:
+                rows[name] = _pooled([refs[name]], radius, strict)
+                rows[name]["valid_nmse"] = refs[name].get("valid_nmse")
+                rows[name]["start_window_error"] = refs[name].get("start_window_error")
         models: dict[str, dict[str, Any]] = {}
         for model in MODELS:
             source = model
@@ -62,11 +67,14 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 closed = [r["budgets"][str(budget)]["closed_loop"] for r in done]
                 nmse = [r["budgets"][str(budget)]["valid"].get("nmse") for r in done]
                 nmse = [v for v in nmse if v is not None]
+                starts = [r["budgets"][str(budget)].get("start_window_error") for r in done]
+                starts = [v for v in starts if v is not None]
                 budgets[str(budget)] = {
                     **_pooled(closed, radius, strict),
                     "seeds": [r["seed"] for r in done],
                     "valid_nmse_mean": float(np.mean(nmse)) if nmse else None,
                     "valid_nmse_sd": float(np.std(nmse)) if nmse else None,
+                    "start_window_error_mean": float(np.mean(starts)) if starts else None,
                     "train_wall_s_mean": float(np.mean([r["budgets"][str(budget)]["train_wall_s"] for r in done])),
                     "same_run_as": source if source != model else None,
                 }
@@ -171,6 +179,10 @@ def _pct(stats: dict[str, Any]) -> str:
     return f"{100 * stats['rate']:.1f}% [{100 * stats['lo']:.1f}, {100 * stats['hi']:.1f}]"
 
 
+def _mm(metres: float | None) -> str:
+    return "–" if metres is None else f"{1000 * metres:.1f}"
+
+
 def _row(label: str, budget: str, stats: dict[str, Any], extra: Sequence[str]) -> str:
     return (
         f"| {label} | {budget} | {_pct(stats['success'])} | {_pct(stats['strict'])} | {_pct(stats['ever'])} | "
@@ -211,17 +223,20 @@ def render_report(results: dict[str, Any]) -> str:
             lines += [f"Adaptive rule: chose **{choice['chosen']}** ({reason}); its row is the "
                       f"{MODEL_LABELS[choice['same_run_as']]} run.", ""]
         lines += [
-            "| model | steps | success ≤ 2 cm | ≤ 1 cm | ever ≤ 2 cm | median final (mm) | per-seed ≤ 2 cm | valid NMSE | train s |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| model | steps | success ≤ 2 cm | ≤ 1 cm | ever ≤ 2 cm | median final (mm) | per-seed ≤ 2 cm | valid NMSE | "
+            "start-window error (mm) | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, stats in info["references"].items():
-            lines.append(_row(MODEL_LABELS[name], "–", stats, ["–", "–", "–"]))
+            nmse = "–" if stats.get("valid_nmse") is None else f"{stats['valid_nmse']:.3f}"
+            lines.append(_row(MODEL_LABELS[name], "–", stats, ["–", nmse, _mm(stats.get("start_window_error")), "–"]))
         for model, budgets in info["models"].items():
             for budget, stats in sorted(budgets.items(), key=lambda kv: int(kv[0])):
                 per_seed = ", ".join(f"{100 * v:.0f}" for v in stats["per_seed_success"])
                 nmse = "–" if stats["valid_nmse_mean"] is None else f"{stats['valid_nmse_mean']:.3f} ± {stats['valid_nmse_sd']:.3f}"
                 label = MODEL_LABELS[model] + (f" (= {stats['same_run_as']})" if stats.get("same_run_as") else "")
-                lines.append(_row(label, budget, stats, [per_seed, nmse, f"{stats['train_wall_s_mean']:.0f}"]))
+                lines.append(_row(label, budget, stats, [per_seed, nmse, _mm(stats.get("start_window_error_mean")),
+                                                         f"{stats['train_wall_s_mean']:.0f}"]))
         if info["comparisons"]:
             lines += ["", "Paired comparisons (McNemar, exact, on success ≤ 2 cm; pairs = same training seed and "
                       "evaluation seed):", "", "| A | B | steps | A only | B only | p |", "|---|---|---|---|---|---|"]
