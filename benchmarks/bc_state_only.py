@@ -61,16 +61,15 @@ def main() -> None:
         predictor_nmse,
         start_items,
         start_window_error,
-        window_states,
     )
     from rvperceiver.experiments.statistics import wilson_interval
-    from rvperceiver.sim.closed_loop import ClosedLoopConfig, run_closed_loop
+    from rvperceiver.sim.closed_loop import ClosedLoopConfig, policy_chunk_fn, run_closed_loop
     from rvperceiver.sim.generate import training_seed_range
     from rvperceiver.train.checkpoint import load_policy
 
     windows = load_windows(args.data, ee_key=SETPOINT_KEY, t_obs=1, t_pred=8, valid_fraction=0.1, state_keys=STATE_KEYS)
     train_seeds = training_seed_range(open_episodes(args.data).meta.get("env_args") or {})
-    x_train, y_train = window_states(windows.train)
+    x_train, y_train = windows.train.states_array(), windows.train.targets_array()
     design = np.hstack([x_train.reshape(len(x_train), -1), np.ones((len(x_train), 1))])
     coef, *_ = np.linalg.lstsq(design, y_train.reshape(len(y_train), -1), rcond=None)
 
@@ -85,14 +84,9 @@ def main() -> None:
     for seed in seeds:
         start = time.perf_counter()
         model = fit_state_only(windows.train, seed=seed, steps=args.steps)
-
-        def chunks(batch: Any, model: Any = model) -> np.ndarray:
-            return model.predict(batch)
-
-        chunks.uses_state = True  # type: ignore[attr-defined]
-        closed = run_closed_loop(chunks, config, train_seeds=train_seeds, label="state-only MLP")
-        starts[f"state-only MLP (seed {seed})"] = start_window_error(model.predict, windows.valid)
-        rows["mlp"].append({"seed": seed, "valid_nmse": predictor_nmse(model.predict, windows.valid),
+        closed = run_closed_loop(policy_chunk_fn(model), config, train_seeds=train_seeds, label="state-only MLP")
+        starts[f"state-only MLP (seed {seed})"] = start_window_error(policy_predictor(model), windows.valid)
+        rows["mlp"].append({"seed": seed, "valid_nmse": predictor_nmse(policy_predictor(model), windows.valid),
                             "success_2cm": closed["success_rate"], "success_1cm": closed["strict_success_rate"],
                             "ever_2cm": closed["ever_within_rate"],
                             "median_final_distance_m": closed["median_final_distance"],

@@ -54,6 +54,24 @@ def test_targets_array_matches_items_without_touching_frames(episodes: list[Epis
     np.testing.assert_array_equal(targets, stacked)
 
 
+def test_states_array_matches_items_without_touching_frames(episodes: list[Episode]) -> None:
+    for i, episode in enumerate(episodes):
+        episode.extras["pos"] = np.arange(episode.length * 2, dtype=np.float64).reshape(-1, 2) + 100 * i
+    assert WindowDataset(episodes, 3, 2).states_array() is None
+    dataset = WindowDataset(episodes, 3, 2, state_keys=("pos",))
+    stacked = np.stack([dataset[i][0]["observation.state"].numpy() for i in range(len(dataset))])
+
+    class Untouchable:
+        def __getitem__(self, item):
+            raise AssertionError("states_array read a frame")
+
+    for episode in dataset.episodes:
+        episode.frames = Untouchable()  # type: ignore[assignment]
+    states = dataset.states_array()
+    assert states.dtype == np.float32 and states.shape == (len(dataset), 3, 2)
+    np.testing.assert_array_equal(states, stacked)
+
+
 def test_items_are_copies(episodes: list[Episode]) -> None:
     dataset = WindowDataset(episodes, 2, 2)
     frames, target = dataset[0]

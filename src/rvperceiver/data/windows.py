@@ -104,12 +104,21 @@ class WindowDataset(Dataset):
 
     def targets_array(self) -> np.ndarray:
         """Every sample's target, float32 ``[M, t_pred, D]`` in sample order, without touching any frame."""
+        return self._gather(self._ee, self.t_obs, self.t_pred)
+
+    def states_array(self) -> np.ndarray | None:
+        """Every sample's low-dim observations, float32 ``[M, t_obs, S]`` in sample order (None without
+        ``state_keys``), without touching any frame."""
+        return None if self._state is None else self._gather(self._state, 0, self.t_obs)
+
+    def _gather(self, per_episode: list[np.ndarray], offset: int, length: int) -> np.ndarray:
+        """Rows ``start + offset … start + offset + length - 1`` of every sample's episode, as one gather over the
+        concatenated episodes (row of (episode, step) = episode offset + step)."""
         pairs = self.index.pairs
-        # One gather over the concatenated trajectories: row of (episode, step) = episode offset + step.
-        episode_offsets = np.cumsum([0] + [len(ee) for ee in self._ee[:-1]])
-        first_rows = episode_offsets[pairs[:, 0]] + pairs[:, 1] + self.t_obs
-        rows = first_rows[:, None] + np.arange(self.t_pred, dtype=np.int64)[None, :]
-        return np.concatenate(self._ee, axis=0)[rows]
+        episode_offsets = np.cumsum([0] + [len(a) for a in per_episode[:-1]])
+        first_rows = episode_offsets[pairs[:, 0]] + pairs[:, 1] + offset
+        rows = first_rows[:, None] + np.arange(length, dtype=np.int64)[None, :]
+        return np.concatenate(per_episode, axis=0)[rows]
 
 
 def _state_array(episode: Episode, keys: Sequence[str], source: str) -> np.ndarray:

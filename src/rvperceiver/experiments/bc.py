@@ -357,10 +357,11 @@ def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range,
     from rvperceiver.experiments.bc_references import (
         constant_predictor,
         fit_state_only,
+        policy_predictor,
         predictor_nmse,
         start_window_error,
     )
-    from rvperceiver.sim.closed_loop import constant_chunk_fn, run_closed_loop
+    from rvperceiver.sim.closed_loop import constant_chunk_fn, policy_chunk_fn, run_closed_loop
 
     config = _closed_loop_config(profile, tier)
     targets = windows.train.targets_array()
@@ -382,15 +383,10 @@ def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range,
             constant_predictor(mean_chunk), windows.valid)
     if _tier_uses_state(tier):
         model = fit_state_only(windows.train, seed=profile.seeds[0], steps=profile.state_only_steps)
-
-        def state_chunks(batch: Any) -> np.ndarray:
-            return model.predict(batch)
-
-        state_chunks.uses_state = True  # type: ignore[attr-defined]
-        row = _compact(run_closed_loop(state_chunks, config, train_seeds=train_seeds, label="state-only MLP"))
+        row = _compact(run_closed_loop(policy_chunk_fn(model), config, train_seeds=train_seeds, label="state-only MLP"))
         if windows.valid is not None and len(windows.valid):
-            row["valid_nmse"] = predictor_nmse(model.predict, windows.valid)
-            row["start_window_error"] = start_window_error(model.predict, windows.valid)
+            row["valid_nmse"] = predictor_nmse(policy_predictor(model), windows.valid)
+            row["start_window_error"] = start_window_error(policy_predictor(model), windows.valid)
         references["state_only"] = row
     return references
 

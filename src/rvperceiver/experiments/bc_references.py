@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
 
 from rvperceiver.errors import DataError
 from rvperceiver.observation import STATE
+from rvperceiver.train.metrics import MetricAccumulator
 
 ChunkPredictor = Callable[[Any], np.ndarray]
 """A batch of window inputs (a tensor of frames, or a mapping with ``observation.state``) → chunks ``[B, t_pred, D]``."""
@@ -35,61 +37,53 @@ def start_items(dataset: Any) -> list[int]:
     return items
 
 
-def _stack(inputs: list[Any]) -> Any:
-    if isinstance(inputs[0], dict):
-        return {key: torch.stack([x[key] for x in inputs]) for key in inputs[0]}
-    return torch.stack(inputs)
+def _batches(dataset: Any, items: list[int] | None = None, batch_size: int = 256) -> Any:
+    """(inputs, targets) batches of ``dataset`` (or of its ``items``) in order, as the trainer collates them."""
+    chosen = dataset if items is None else Subset(dataset, items)
+    return DataLoader(chosen, batch_size=batch_size, shuffle=False)
 
 
-def start_window_error(predict: ChunkPredictor, dataset: Any, batch_size: int = 64) -> float:
+def start_window_error(predict: ChunkPredictor, dataset: Any) -> float:
     """Mean planar distance (metres) between the predicted and the demonstrated last setpoint of the chunk, over
     the first window of every episode of ``dataset``."""
-    items = start_items(dataset)
     errors = []
-    for first in range(0, len(items), batch_size):
-        pairs = [dataset[i] for i in items[first : first + batch_size]]
-        predicted = np.asarray(predict(_stack([x for x, _ in pairs])), dtype=np.float64)
-        demonstrated = torch.stack([y for _, y in pairs]).double().numpy()
-        errors.append(np.linalg.norm(predicted[:, -1, :2] - demonstrated[:, -1, :2], axis=1))
+    for inputs, targets in _batches(dataset, start_items(dataset)):
+        predicted = np.asarray(predict(inputs), dtype=np.float64)
+        errors.append(np.linalg.norm(predicted[:, -1, :2] - targets.double().numpy()[:, -1, :2], axis=1))
     return float(np.mean(np.concatenate(errors)))
-
-
-def _batch_length(batch: Any) -> int:
-    return len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
 
 
 def constant_predictor(chunk: np.ndarray) -> ChunkPredictor:
     """The same chunk for every input (the mean predictor)."""
     fixed = np.asarray(chunk, dtype=np.float64)
-    return lambda batch: np.broadcast_to(fixed, (_batch_length(batch), *fixed.shape))
+    return lambda batch: np.broadcast_to(fixed, (len(next(iter(batch.values())) if isinstance(batch, dict)
+                                                     else batch), *fixed.shape))
 
 
-def predictor_nmse(predict: ChunkPredictor, dataset: Any, batch_size: int = 256) -> float:
+def predictor_nmse(predict: ChunkPredictor, dataset: Any) -> float:
     """The trainer's validation NMSE (:class:`MetricAccumulator`, target units) of ``predict`` on every window."""
-    from rvperceiver.train.metrics import MetricAccumulator
-
     accumulator = MetricAccumulator(int(np.prod(dataset.target_shape)))
-    for first in range(0, len(dataset), batch_size):
-        pairs = [dataset[i] for i in range(first, min(len(dataset), first + batch_size))]
-        target = torch.stack([y for _, y in pairs]).double().reshape(len(pairs), -1)
-        predicted = np.asarray(predict(_stack([x for x, _ in pairs])), dtype=np.float64)
-        prediction = torch.from_numpy(predicted.reshape(len(pairs), -1))
+    for inputs, targets in _batches(dataset):
+        target = targets.double().reshape(len(targets), -1)
+        prediction = torch.from_numpy(np.asarray(predict(inputs), dtype=np.float64).reshape(len(targets), -1))
         accumulator.update(prediction, target, prediction, target)
     return accumulator.compute().nmse
 
 
 def policy_predictor(policy: torch.nn.Module) -> ChunkPredictor:
-    """A ``Policy``'s ``predict_chunk`` as a :data:`ChunkPredictor`."""
+    """A ``Policy``'s (or a :class:`StateOnlyMLP`'s) ``predict_chunk`` as a :data:`ChunkPredictor`."""
     return lambda batch: policy.predict_chunk(batch).detach().double().cpu().numpy()
 
 
 class StateOnlyMLP(torch.nn.Module):
     """Observed joint state ``[B, t_obs, S]`` → chunk ``[B, t_pred, D]``; inputs and outputs z-scored with the
-    training windows' statistics (kept as buffers)."""
+    training windows' statistics (kept as buffers). It answers ``predict_chunk`` and ``state_shape`` like a
+    ``Policy``, so the closed loop drives it through :func:`rvperceiver.sim.closed_loop.policy_chunk_fn`."""
 
     def __init__(self, state_shape: tuple[int, int], target_shape: tuple[int, int], width: int = 128) -> None:
         super().__init__()
         inputs, outputs = int(np.prod(state_shape)), int(np.prod(target_shape))
+        self.state_shape = tuple(state_shape)
         self.target_shape = tuple(target_shape)
         self.net = torch.nn.Sequential(
             torch.nn.Linear(inputs, width), torch.nn.GELU(), torch.nn.Linear(width, width), torch.nn.GELU(),
@@ -103,24 +97,19 @@ class StateOnlyMLP(torch.nn.Module):
         out = self.net((flat - self.x_mean) / self.x_std) * self.y_std + self.y_mean
         return out.reshape(len(state), *self.target_shape)
 
-    def predict(self, batch: Any) -> np.ndarray:
-        """A :data:`ChunkPredictor` (and a closed-loop chunk function): reads ``observation.state`` only."""
+    @torch.no_grad()
+    def predict_chunk(self, batch: Any) -> torch.Tensor:
+        """Chunks for a batch of windows; reads ``observation.state`` only (the frames are ignored)."""
         state = batch[STATE] if isinstance(batch, dict) else batch
-        with torch.no_grad():
-            return self(torch.as_tensor(np.asarray(state))).double().numpy()
-
-
-def window_states(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(observed states ``[n, t_obs, S]``, targets ``[n, t_pred, D]``) of every window of ``dataset``."""
-    if getattr(dataset, "state_shape", None) is None:
-        raise DataError("the state-only reference needs windows with low-dim observations (data.state_keys)")
-    states = np.stack([np.asarray(dataset[i][0][STATE], dtype=np.float32) for i in range(len(dataset))])
-    return states, dataset.targets_array().astype(np.float32)
+        return self(torch.as_tensor(np.asarray(state)))
 
 
 def fit_state_only(dataset: Any, seed: int = 0, steps: int = 3000, batch_size: int = 256, lr: float = 1e-3) -> StateOnlyMLP:
     """Train a :class:`StateOnlyMLP` on the windows of ``dataset`` (plain Adam on the z-scored MSE)."""
-    states, targets = window_states(dataset)
+    states = dataset.states_array()
+    if states is None:
+        raise DataError("the state-only reference needs windows with low-dim observations (data.state_keys)")
+    targets = dataset.targets_array()
     torch.manual_seed(seed)
     model = StateOnlyMLP(states.shape[1:], targets.shape[1:])
     x = torch.from_numpy(states.reshape(len(states), -1))

@@ -395,7 +395,8 @@ def evaluate_checkpoint(
     policy, config = load_policy(checkpoint, device=device)
     if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
         torch.set_num_threads(config.torch_threads)
-    training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key)
+    # Streaming: only env_args and the targets (for the mean chunk) are read here, never the frames.
+    training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key, streaming=True)
     env_args = training.meta.get("env_args") or {}
     info = env_args.get("rvperceiver") or {}
     if "tier" not in info:
