@@ -42,7 +42,7 @@ import torch
 from rvperceiver.data.formats import open_episodes
 from rvperceiver.data.loading import load_windows
 from rvperceiver.errors import ConfigError, DataError
-from rvperceiver.experiments.bc_models import MODEL_LABELS, MODEL_VIEWS, MODELS, backbone_of
+from rvperceiver.experiments.bc_models import MODEL_VIEWS, backbone_of
 from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text, json_default

@@ -26,7 +26,7 @@ from rvperceiver.data.windows import WindowDataset
 from rvperceiver.errors import CheckpointError, DataError, InputError
 from rvperceiver.train.checkpoint import LEGACY_DIR, load_policy, run_has_checkpoint
 from rvperceiver.progress import Passes, bar, note
-from rvperceiver.train.config import TrainConfig, check_schedule, to_dict
+from rvperceiver.train.config import TrainConfig, check_schedule
 from rvperceiver.train.evaluate import evaluate
 from rvperceiver.train.loop import CHECKPOINT_DIRNAME, TrainResult, check_output_dir, train
 from rvperceiver.train.stats_cache import StatsCache
