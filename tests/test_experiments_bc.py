@@ -167,3 +167,39 @@ def test_profiles_and_bad_input(tmp_path):
     commands = study_commands(TINY, tmp_path, (0,))
     assert len(commands) == 2 * len(TINY.tiers) + 3 * len(TINY.cells) * len(TINY.budgets)
     assert isinstance(TINY, BCProfile)
+
+
+@pytest.mark.slow
+def test_a_study_continued_to_a_larger_budget_equals_a_fresh_one(tmp_path):
+    """--reuse: the earlier budgets are kept, the run trains on from its checkpoint, and the new budget's scores
+    are exactly those of a study run from nothing; a profile that differs elsewhere, or budgets that are not a
+    continuation, or a work dir without the checkpoint, is one clear line."""
+    from rvperceiver.errors import DataError
+    from rvperceiver.experiments.bc import reusable_runs
+
+    small = dataclasses.replace(TINY, tiers=("fixed-start",), cells=(("fixed-start", "cnn"),), budgets=(2,),
+                                eval_episodes=2)
+    longer = dataclasses.replace(small, budgets=(2, 4))
+    run_bc_study(small, tmp_path / "short", work_dir=tmp_path / "work")
+    earlier = tmp_path / "short" / "results.json"
+    # A record from before start_window_error existed: it is recomputed from the budget's checkpoint.
+    stripped = json.loads(earlier.read_text())
+    del stripped["runs"][0]["budgets"]["2"]["start_window_error"]
+    (tmp_path / "stripped.json").write_text(json.dumps(stripped))
+    continued = run_bc_study(longer, tmp_path / "continued", work_dir=tmp_path / "work", reuse=tmp_path / "stripped.json")
+    fresh = run_bc_study(longer, tmp_path / "fresh", work_dir=tmp_path / "fresh_work")
+    (run,), (alone,) = continued["runs"], fresh["runs"]
+    assert run["reused_budgets"] == [2] and continued["reused_from"]["runs"] == 1
+    assert run["budgets"]["2"] == json.loads(earlier.read_text())["runs"][0]["budgets"]["2"]
+    for key in ("valid", "start_window_error"):
+        assert run["budgets"]["4"][key] == alone["budgets"]["4"][key], key
+    assert run["budgets"]["4"]["closed_loop"]["final_distance"] == alone["budgets"]["4"]["closed_loop"]["final_distance"]
+    assert "--reuse" in continued["command"]
+
+    previous = json.loads(earlier.read_text())
+    with pytest.raises(ConfigError, match="differing in n_demos"):
+        reusable_runs(previous, dataclasses.replace(longer, n_demos=5), [0], tmp_path / "work")
+    with pytest.raises(ConfigError, match="not the start of"):
+        reusable_runs(previous, dataclasses.replace(longer, budgets=(3, 4)), [0], tmp_path / "work")
+    with pytest.raises(DataError, match="no checkpoint at step 2"):
+        reusable_runs(previous, longer, [0], tmp_path / "empty_work")

@@ -229,11 +229,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if args.merge:
             write_merged(args.merge, out)
         else:
-            run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True)
+            run_bc_study(args.profile, out, seeds, work_dir=args.work, progress=True, reuse=args.reuse)
         print(f"report: {out / 'report.md'}")
         return 0
-    if args.merge:
-        raise RVPerceiverError("--merge exists only for the bc experiment")
+    if args.merge or args.reuse:
+        raise RVPerceiverError(f"--{'merge' if args.merge else 'reuse'} exists only for the bc experiment")
     questions = [q.strip() for q in args.questions.split(",") if q.strip()] if args.questions is not None else None
     main_experiment(args.name, args.profile, out, seeds, workers=args.workers, questions=questions, order=args.order,
                     report_only=args.report_only)
@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", nargs="+", default=None, metavar="PART",
                    help="bc only: merge finished parts (same profile, disjoint --seeds; a part stopped early gives "
                    "the seeds it finished) into OUT instead of running")
+    p.add_argument("--reuse", default=None, metavar="RESULTS_JSON",
+                   help="bc only: continue an earlier run of this profile with fewer budgets: keep its references "
+                   "and scored budgets, train its runs on from their last checkpoint (in --work) to the new budgets")
     p.add_argument("--workers", type=int, default=None,
                    help="seed studies: training processes, one thread each (default: the profile's)")
     p.add_argument("--questions", default=None,

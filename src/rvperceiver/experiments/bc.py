@@ -47,7 +47,7 @@ from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text, json_default
 
-__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "merge_results", "run_bc_study", "study_commands", "write_merged"]
+__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "merge_results", "reusable_runs", "run_bc_study", "study_commands", "write_merged"]
 
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
@@ -142,9 +142,10 @@ PROFILES: dict[str, BCProfile] = {
         cut="CI size: 20 demos, budgets 20/60 steps, one seed, 20 evaluation episodes, two tiers; no stock tier, "
         "no patch-token Perceiver. It checks the pipeline, not the models.",
     ),
-    # The README's table on one of 2 CPU cores (the other running the seed study) in about 80 minutes: the seed's
-    # claim (arm-hidden, raw vs Fourier) at 300 and 1,500 steps over three seeds, with the patch-token Perceiver
-    # and the CNN on the same tier as the references a learnable tier needs, and the CNN on fixed-start last.
+    # The README's table on 2 CPU cores: the seed's claim (arm-hidden, raw vs Fourier) at 300, 1,500 and 5,000 steps
+    # over three seeds, with the patch-token Perceiver and the CNN on the same tier as the references a learnable
+    # tier needs, and the CNN and the patch-token Perceiver on fixed-start last. 300/1,500 ran first (52.8 min on
+    # one core); 5,000 continues those runs with --reuse (about 40 min per training seed on one core).
     "standard": BCProfile(
         name="standard",
         tiers=_ALL_TIERS,
@@ -154,8 +155,9 @@ PROFILES: dict[str, BCProfile] = {
             ("arm-hidden", "fourier_perceiver"),
             ("arm-hidden", "raw_perceiver"),
             ("fixed-start", "cnn"),
+            ("fixed-start", "patch_perceiver"),
         ),
-        budgets=(300, 1500),
+        budgets=(300, 1500, 5000),
         seeds=(0, 1, 2),
         n_demos=200,
         n_test_demos=20,
@@ -167,11 +169,11 @@ PROFILES: dict[str, BCProfile] = {
         cnn={},
         warmup_steps=20,
         torch_threads=1,
-        cut="Cut to fit about 80 minutes on one of 2 CPU cores (the other ran the seed study's 5,000-step cells): "
-        "budgets 300 and 1,500 steps (not 300/1,500/5,000); the Perceivers (raw, Fourier, patch tokens) only on "
-        "arm-hidden, the tier the seed's claim is decided on; the CNN on arm-hidden and fixed-start; no learned "
-        "model on stock (references only); a 16-latent x 32-channel Perceiver; one observed frame (12,288 scalar "
-        "tokens, the seed's number); 8 of 8 predicted setpoints executed before re-planning.",
+        cut="Cut to fit 2 CPU cores: the scalar-token Perceivers (raw, Fourier) only on arm-hidden, the tier the "
+        "seed's claim is decided on; the patch-token Perceiver and the CNN on arm-hidden and fixed-start; no "
+        "learned model on stock (references only; its frames differ in about 200 pixels, not the seed's few); a "
+        "16-latent x 32-channel Perceiver; 200 demos; one observed frame (12,288 scalar tokens, the seed's "
+        "number); 8 of 8 predicted setpoints executed before re-planning.",
     ),
     # Every cell of the issue's grid; written for a GPU, not run on the CPU.
     "full": BCProfile(
@@ -407,22 +409,39 @@ def _adaptive(windows: Any) -> dict[str, Any]:
 
 
 def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path, out: Path, first_seed: int,
-                train_seeds: range, windows: Any, log: Any, progress: bool) -> dict[str, Any]:
-    """Train one cell through every budget; at each stop score validation NMSE and the closed loop."""
+                train_seeds: range, windows: Any, log: Any, progress: bool,
+                earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one cell through every budget; at each stop score validation NMSE and the closed loop.
+
+    With ``earlier`` (this cell's record from an earlier run whose budgets are a prefix of this profile's, see
+    :func:`reusable_runs`), its scored budgets are kept and training resumes from its last checkpoint: the data
+    order is a function of (seed, step) and the learning rate is constant, so this is the run a fresh start makes.
+    """
     from rvperceiver.experiments.bc_references import policy_predictor, start_window_error
     from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
     from rvperceiver.train.evaluate import evaluate
+    from rvperceiver.train.checkpoint import CHECKPOINTS_DIR, load_policy
     from rvperceiver.train.loop import train
 
     run_dir = _run_dir(work, tier, model, seed)
-    if run_dir.exists():
+    if earlier is None and run_dir.exists():
         shutil.rmtree(run_dir)
     config = _model_config(tier, model, profile, _data_path(work, tier), seed, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     record: dict[str, Any] = {"tier": tier, "model": model, "seed": seed, "run_dir": str(run_dir), "budgets": {}}
     train_wall = 0.0
+    if earlier is not None:
+        record = {**json.loads(json.dumps(earlier)), "run_dir": str(run_dir)}
+        record["reused_budgets"] = sorted(int(b) for b in earlier["budgets"])
+        train_wall = float(earlier["budgets"][str(max(record["reused_budgets"]))]["train_wall_s"])
+        for budget, scores in record["budgets"].items():
+            if "start_window_error" not in scores and windows.valid is not None:  # a record from before it existed
+                stopped, _ = load_policy(run_dir / CHECKPOINTS_DIR / f"{int(budget):06d}")
+                scores["start_window_error"] = start_window_error(policy_predictor(stopped.eval()), windows.valid)
     for index, budget in enumerate(profile.budgets):
+        if str(budget) in record["budgets"]:
+            continue
         log(f"train {tier}/{model} seed {seed}: to {budget} steps")
         start = time.perf_counter()
         result = train(
@@ -463,6 +482,59 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
     return record
 
 
+_EXTENDABLE = ("budgets", "cells", "cut")
+"""Profile fields an earlier run may differ in and still be continued (every other field shapes the demos, the
+references or the training of each cell, so it must be equal)."""
+
+
+def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[int], work: Path,
+                  source: str = "the earlier results") -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The run records of an earlier ``results.json`` that this study can continue instead of retraining.
+
+    The earlier profile must equal this one except in budgets (its budgets a prefix of these), cells and the cut
+    text (the references and the adaptive choice are recomputed: they are deterministic and take a minute); a record is kept when its cell is still in the profile, its seed is being run, it finished every earlier
+    budget and the checkpoint of its last budget is still in ``work``. Anything else is one clear line.
+    """
+    from rvperceiver.train.checkpoint import checkpoint_steps
+
+    old = earlier.get("profile")
+    if not isinstance(old, dict) or "budgets" not in old:
+        raise ConfigError(f"{source}: no bc profile in it; expected the results.json of `rvperceiver experiment bc`")
+    new = json.loads(json.dumps(dataclasses.asdict(profile), default=json_default))
+    defaults = {f.name: f.default for f in dataclasses.fields(BCProfile)}
+    # A field the earlier profile lacks was added to BCProfile since; it matches when this profile keeps its default.
+    differing = sorted(
+        k for k in set(old) | set(new)
+        if k not in _EXTENDABLE and old.get(k, defaults.get(k)) != new.get(k)
+    )
+    if differing:
+        raise ConfigError(
+            f"{source}: made with profile {old.get('name')!r} differing in {', '.join(differing)}; only budgets, "
+            f"cells and cut may differ for its runs to be continued"
+        )
+    old_budgets = [int(b) for b in old["budgets"]]
+    if list(profile.budgets[: len(old_budgets)]) != old_budgets:
+        raise ConfigError(
+            f"{source}: its budgets {old_budgets} are not the start of this profile's {list(profile.budgets)}; "
+            f"expected a prefix (a run can only be continued to larger budgets)"
+        )
+    cells, wanted = {tuple(c) for c in profile.cells}, {int(s) for s in seeds}
+    kept: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for run in earlier.get("runs", []):
+        key = (run["tier"], run["model"], int(run["seed"]))
+        if key[:2] not in cells or key[2] not in wanted or sorted(int(b) for b in run["budgets"]) != old_budgets:
+            continue
+        run_dir = _run_dir(work, *key)
+        steps = checkpoint_steps(run_dir)
+        if old_budgets[-1] not in steps:
+            raise DataError(
+                f"{run_dir / 'checkpoints'}: no checkpoint at step {old_budgets[-1]} to continue "
+                f"{key[0]}/{key[1]} seed {key[2]} from (found steps {steps}); expected the earlier run's work directory"
+            )
+        kept[key] = run
+    return kept
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The study
 # ---------------------------------------------------------------------------------------------------------------
@@ -491,12 +563,15 @@ def run_bc_study(
     *,
     work_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    reuse: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run the study and write ``results.json``, ``report.md``, ``commands.md`` and the pictures in ``out_dir``.
 
     Heavy files (demos, checkpoints) go under ``work_dir`` (default ``out_dir/work``). ``results.json`` and the
     report are rewritten after every trained cell, so a study cut short keeps what finished
-    (``"complete": false``). Returns the results as written.
+    (``"complete": false``). ``reuse`` names an earlier ``results.json`` of this profile with fewer budgets
+    (:func:`reusable_runs`): its runs' scored budgets are kept and they train on from their last checkpoint in
+    ``work_dir``. Returns the results as written.
     """
     prof = get_bc_profile(profile) if isinstance(profile, str) else profile
     run_seeds = tuple(int(s) for s in (seeds if seeds is not None else prof.seeds))
@@ -511,6 +586,14 @@ def run_bc_study(
     started = time.perf_counter()
     log = _Log(progress)
     commands = study_commands(prof, work, run_seeds)
+    earlier: dict[str, Any] | None = None
+    earlier_runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if reuse is not None:
+        try:
+            earlier = json.loads(Path(reuse).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise DataError(f"{reuse}: cannot read it as a bc results.json ({error})") from None
+        earlier_runs = reusable_runs(earlier, prof, run_seeds, work, source=str(reuse))
     atomic_write_text(out / "commands.md", "".join(f"- {c['what']}:\n  `{c['command']}`\n" for c in commands))
 
     results: dict[str, Any] = {
@@ -519,7 +602,8 @@ def run_bc_study(
         "profile": dataclasses.asdict(prof),
         "seeds": list(run_seeds),
         "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}"
-        + (f" --seeds {','.join(map(str, run_seeds))}" if seeds is not None else ""),
+        + (f" --seeds {','.join(map(str, run_seeds))}" if seeds is not None else "")
+        + (f" --work {work_dir} --reuse {reuse}" if reuse is not None else ""),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "data": {},
@@ -528,6 +612,11 @@ def run_bc_study(
         "runs": [],
         "commands": commands,
     }
+    if earlier is not None:
+        results["reused_from"] = {
+            "path": str(reuse), "command": earlier.get("command"), "date": earlier.get("date"),
+            "budgets": earlier["profile"]["budgets"], "runs": len(earlier_runs),
+        }
 
     def write(complete: bool) -> None:
         results["complete"] = complete
@@ -569,7 +658,7 @@ def run_bc_study(
     for seed in run_seeds:
         for tier, model in prof.cells:
             record = _train_cell(tier, model, seed, prof, work, out, run_seeds[0], train_seeds_by_tier[tier],
-                                 windows_by_tier[tier], log, progress)
+                                 windows_by_tier[tier], log, progress, earlier=earlier_runs.get((tier, model, seed)))
             results["runs"].append(record)
             write(False)
 

@@ -440,6 +440,11 @@ def run_has_checkpoint(out_dir: str | Path) -> bool:
     )
 
 
+def checkpoint_steps(out_dir: str | Path) -> list[int]:
+    """The steps of the complete checkpoints a run directory holds (``out_dir/checkpoints/<step>``), oldest first."""
+    return [step for step, _ in _step_dirs(Path(out_dir) / CHECKPOINTS_DIR)]
+
+
 def _pointer_target(path: Path) -> Path | None:
     """A ``last``/``best`` pointer written as a file (where symlinks are not allowed) names its step."""
     if path.is_file() and path.name in (LAST_LINK, BEST_LINK):
