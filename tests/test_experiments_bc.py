@@ -98,7 +98,7 @@ def test_tiny_study_writes_results_report_commands_and_pictures(tmp_path):
 def test_a_budget_is_a_stop_of_the_longer_run(tmp_path):
     """Constant LR after warm-up and a (seed, step) data order: 3 steps of a 6-step run = a 3-step run."""
     from rvperceiver.data.loading import load_windows
-    from rvperceiver.experiments.bc import SETPOINT_KEY, _model_config
+    from rvperceiver.experiments.bc import SETPOINT_KEY, cell_config
     from rvperceiver.sim.generate import generate_to_file
     from rvperceiver.train.loop import train
 
@@ -106,7 +106,7 @@ def test_a_budget_is_a_stop_of_the_longer_run(tmp_path):
     generate_to_file(data, 3, 0, image_size=16, valid_fraction=0.34, progress=False, tier="fixed-start", episode_steps=12)
     windows = load_windows(data, ee_key=SETPOINT_KEY, t_obs=1, t_pred=4, valid_fraction=0.34)
     profile = dataclasses.replace(TINY, budgets=(3, 6))
-    long_config = _model_config("fixed-start", "cnn", profile, data, 0, tmp_path / "long")
+    long_config = cell_config("fixed-start", "cnn", profile, data, 0, tmp_path / "long")
     short_config = dataclasses.replace(long_config, steps=3, out_dir=str(tmp_path / "short"))
     stopped = train(long_config, windows.train, windows.valid, progress=False, stop_at_step=3).policy
     alone = train(short_config, windows.train, windows.valid, progress=False).policy
@@ -195,6 +195,7 @@ def test_a_study_continued_to_a_larger_budget_equals_a_fresh_one(tmp_path):
         assert run["budgets"]["4"][key] == alone["budgets"]["4"][key], key
     assert run["budgets"]["4"]["closed_loop"]["final_distance"] == alone["budgets"]["4"]["closed_loop"]["final_distance"]
     assert "--reuse" in continued["command"]
+    assert "`--reuse` kept those rows" in (tmp_path / "continued" / "report.md").read_text()
 
     previous = json.loads(earlier.read_text())
     with pytest.raises(ConfigError, match="differing in n_demos"):

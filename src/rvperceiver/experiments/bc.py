@@ -47,7 +47,7 @@ from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text, json_default
 
-__all__ = ["BCProfile", "PROFILES", "get_bc_profile", "merge_results", "reusable_runs", "run_bc_study", "study_commands", "write_merged"]
+__all__ = ["BCProfile", "PROFILES", "cell_config", "closed_loop_config", "get_bc_profile", "merge_results", "reusable_runs", "run_bc_study", "study_commands", "write_merged"]
 
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
@@ -222,7 +222,7 @@ def _run_dir(work: Path, tier: str, model: str, seed: int) -> Path:
     return work / "runs" / tier / f"{model}_seed{seed}"
 
 
-def _model_config(tier: str, model: str, profile: BCProfile, data_path: Path, seed: int, out_dir: Path) -> TrainConfig:
+def cell_config(tier: str, model: str, profile: BCProfile, data_path: Path, seed: int, out_dir: Path) -> TrainConfig:
     """The TrainConfig of one cell (``steps`` = the largest budget; a budget ``b`` is ``steps=b``)."""
     backbone = backbone_of(model)
     lr = profile.cnn_lr if backbone == "cnn" else profile.perceiver_lr
@@ -327,7 +327,7 @@ def _ensure_demos(path: Path, tier: str, n_episodes: int, seed: int, profile: BC
     return {**stats, "seed": seed, "reused": False}
 
 
-def _closed_loop_config(profile: BCProfile, tier: str) -> Any:
+def closed_loop_config(profile: BCProfile, tier: str) -> Any:
     from rvperceiver.sim.closed_loop import ClosedLoopConfig
 
     return ClosedLoopConfig(
@@ -365,7 +365,7 @@ def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range,
     )
     from rvperceiver.sim.closed_loop import constant_chunk_fn, policy_chunk_fn, run_closed_loop
 
-    config = _closed_loop_config(profile, tier)
+    config = closed_loop_config(profile, tier)
     targets = windows.train.targets_array()
     mean_chunk = targets.astype(np.float64).mean(axis=0)
     strip = out / "strips" / f"{tier}_expert.png"
@@ -426,7 +426,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
     run_dir = _run_dir(work, tier, model, seed)
     if earlier is None and run_dir.exists():
         shutil.rmtree(run_dir)
-    config = _model_config(tier, model, profile, _data_path(work, tier), seed, run_dir)
+    config = cell_config(tier, model, profile, _data_path(work, tier), seed, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     record: dict[str, Any] = {"tier": tier, "model": model, "seed": seed, "run_dir": str(run_dir), "budgets": {}}
@@ -458,7 +458,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
         if seed == first_seed and budget == profile.budgets[-1]:
             strip = out / "strips" / f"{tier}_{model}.png"
         closed = run_closed_loop(
-            policy_chunk_fn(policy), _closed_loop_config(profile, tier), train_seeds=train_seeds,
+            policy_chunk_fn(policy), closed_loop_config(profile, tier), train_seeds=train_seeds,
             strip_path=strip, strip_episodes=profile.strip_episodes, label=model,
         )
         compact = _compact(closed)

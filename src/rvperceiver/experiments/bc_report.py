@@ -215,6 +215,15 @@ def render_report(results: dict[str, Any]) -> str:
         f"Cut: {profile.get('cut') or 'none'}",
         "",
     ]
+    reused = results.get("reused_from")
+    if reused:
+        lines += [
+            f"Continued: budgets {reused['budgets']} of {reused['runs']} runs per part were trained and scored by "
+            f"`{reused['command']}` ({reused['date']}); `--reuse` kept those rows and trained the same runs on from "
+            f"their checkpoints (a fresh run reaches the same weights: data order and learning rate depend on the "
+            f"step only). References and the adaptive choice were recomputed.",
+            "",
+        ]
     for tier, info in summary["tiers"].items():
         lines += [f"## Tier `{tier}`", ""]
         choice = results.get("adaptive_choice", {}).get(tier)
