@@ -23,6 +23,7 @@ chunk at step 0 of each validation episode.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -63,7 +64,8 @@ def main() -> None:
         start_window_error,
     )
     from rvperceiver.experiments.statistics import wilson_interval
-    from rvperceiver.sim.closed_loop import ClosedLoopConfig, policy_chunk_fn, run_closed_loop
+    from rvperceiver.experiments.bc import closed_loop_config, get_bc_profile
+    from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
     from rvperceiver.sim.generate import training_seed_range
     from rvperceiver.train.checkpoint import load_policy
 
@@ -80,7 +82,8 @@ def main() -> None:
     rows: dict[str, Any] = {"windows": {"train": len(windows.train), "valid": len(windows.valid)},
                             "linear_valid_nmse": predictor_nmse(linear, windows.valid), "mlp": []}
     starts = {"mean predictor": start_window_error(constant_predictor(y_train.mean(axis=0)), windows.valid)}
-    config = ClosedLoopConfig(tier="arm-hidden", episodes=args.episodes, t_obs=1, t_pred=8, execute=8)
+    profile = dataclasses.replace(get_bc_profile("standard"), eval_episodes=args.episodes)
+    config = closed_loop_config(profile, "arm-hidden")  # the study's own closed loop
     for seed in seeds:
         start = time.perf_counter()
         model = fit_state_only(windows.train, seed=seed, steps=args.steps)

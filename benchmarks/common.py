@@ -37,23 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from rvperceiver.train.flops import KNOWN_GPU_PEAKS, gpu_peak_flops  # noqa: F401  (re-exported for the benchmarks)
 
-# Peak dense tensor-core throughput (FLOP/s, no sparsity) by device-name fragment, from the vendors' data sheets.
-# "bf16" is the bf16 tensor-core peak with fp32 accumulation; "fp32" the plain (non-TF32) fp32 peak.
-# Matched by substring on torch.cuda.get_device_name(), most specific first.
-KNOWN_GPU_PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("H200", {"bf16": 989e12, "fp32": 67e12}),
-    ("H100 PCIe", {"bf16": 756e12, "fp32": 51e12}),
-    ("H100", {"bf16": 989e12, "fp32": 67e12}),
-    ("A100", {"bf16": 312e12, "fp32": 19.5e12}),
-    ("L40S", {"bf16": 362e12, "fp32": 91.6e12}),
-    ("L4", {"bf16": 121e12, "fp32": 30.3e12}),
-    ("A10G", {"bf16": 70e12, "fp32": 31.2e12}),
-    ("A10", {"bf16": 125e12, "fp32": 31.2e12}),
-    ("RTX 4090", {"bf16": 165e12, "fp32": 82.6e12}),
-    ("RTX 3090", {"bf16": 71e12, "fp32": 35.6e12}),
-)
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -502,13 +488,6 @@ def machine_info() -> dict[str, Any]:
         info["gpu_name"] = torch.cuda.get_device_name(0)
         info["gpu_peak_flops"] = gpu_peak_flops(info["gpu_name"])
     return info
-
-
-def gpu_peak_flops(name: str) -> dict[str, float] | None:
-    for fragment, peaks in KNOWN_GPU_PEAKS:
-        if fragment.lower() in name.lower():
-            return dict(peaks)
-    return None
 
 
 def finite_or_nan(value: float) -> float:

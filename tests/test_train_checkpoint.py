@@ -69,7 +69,7 @@ def test_save_load_predict_is_bit_identical(tmp_path: Path) -> None:
 
 def test_optimizer_scheduler_and_rng_round_trip(tmp_path: Path) -> None:
     policy, config, x, y = _fitted_policy()
-    optimizer = make_optimizer(policy.parameters(), config)
+    optimizer = make_optimizer(policy, config)
     scheduler = make_scheduler(optimizer, config)
     for _ in range(3):
         _one_step(policy, optimizer, scheduler, x, y)
@@ -81,7 +81,7 @@ def test_optimizer_scheduler_and_rng_round_trip(tmp_path: Path) -> None:
 
     fresh, _ = load_policy(tmp_path / "c")
     fresh.train()
-    optimizer2 = make_optimizer(fresh.parameters(), config)
+    optimizer2 = make_optimizer(fresh, config)
     scheduler2 = make_scheduler(optimizer2, config)
     state = load_training_state(tmp_path / "c", optimizer2, scheduler2)
     assert state.step == 3
@@ -255,7 +255,7 @@ def test_a_version_1_checkpoint_loads_predicts_the_same_and_resumes_exactly(tmp_
     # The same state re-saved in the current layout resumes to the same bits: nothing of it was lost in reading.
     policy, _ = load_policy(LEGACY)
     policy.train()
-    optimizer = make_optimizer(policy.parameters(), config)
+    optimizer = make_optimizer(policy, config)
     scheduler = make_scheduler(optimizer, config)
     state = load_training_state(LEGACY, optimizer, scheduler)
     save_checkpoint(tmp_path / "new" / "checkpoints", policy, config, optimizer, scheduler, step=state.step, rng=state.rng)

@@ -46,7 +46,10 @@ def test_train_writes_metrics_and_checkpoint(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     kinds = [r["kind"] for r in records]
     assert kinds.count("train") == 2 and kinds.count("eval") == 2
-    assert {"loss", "lr", "grad_norm"} <= set(records[1])
+    assert {"loss", "lr", "grad_norm", "flops_per_step", "flops_per_s", "mfu"} <= set(records[1])
+    train_lines = [r for r in records if r["kind"] == "train"]
+    assert all(r["flops_per_step"] > 0 and r["flops_per_s"] > 0 for r in train_lines)
+    assert all(r["mfu"] is None for r in train_lines)  # a CPU has no data-sheet peak
     assert {"nmse", "spread", "verdict", "mse_m", "rmse_m"} <= set(next(r for r in records if r["kind"] == "eval"))
     policy, loaded_config = load_policy(tmp_path)
     assert loaded_config == config
@@ -199,3 +202,33 @@ def test_low_dim_observations_train_checkpoint_and_resume(tmp_path: Path, state_
     batch = {"observation.image": data.frames[:3], "observation.state": data.state[:3]}
     assert policy.state_shape == (2, 5)
     assert torch.equal(policy.predict(batch), full.policy.predict(batch))
+
+
+def test_weight_decay_skips_vectors_and_the_flop_count_leaves_the_run_unchanged() -> None:
+    """nanoGPT's split: matrices decay, biases and norm gains do not. The step's FLOP count (one extra forward and
+    backward before the first step) changes nothing: with dropout on, a run equals the run it would be without."""
+    from rvperceiver.train.loop import make_optimizer, parameter_groups
+
+    config = _config("optim.name=adamw", "optim.weight_decay=0.1")
+    policy = build_policy(config.policy, (2, 8, 8, 3), (4, 2))
+    decay, no_decay = parameter_groups(policy, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert decay["params"] and all(p.ndim >= 2 for p in decay["params"])
+    assert no_decay["params"] and all(p.ndim < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(policy.parameters()))
+    assert len(make_optimizer(policy, config).param_groups) == 2
+    assert len(parameter_groups(policy, 0.0)) == 1  # checkpoints written before the split keep loading
+
+    from rvperceiver.train import loop
+
+    dropout = _config("steps=4", "eval_every=4", "policy.perceiver.dropout=0.3")
+    counted = train(dropout, _dataset(), None, progress=False)
+    original = loop.count_step_flops
+    try:
+        loop.count_step_flops = lambda model, loss_of: 1.0  # the run as it would be without the count
+        plain = train(dropout, _dataset(), None, progress=False)
+    finally:
+        loop.count_step_flops = original
+    assert counted.train_losses == plain.train_losses
+    for a, b in zip(counted.policy.state_dict().values(), plain.policy.state_dict().values()):
+        assert torch.equal(a, b)

@@ -61,8 +61,13 @@ def evaluate(
     return accumulator.compute() if accumulator.count > 0 else None
 
 
+def autocast_bf16(config: TrainConfig, device: torch.device) -> bool:
+    """Whether the step runs under bf16 autocast: on CUDA when ``amp`` is on."""
+    return bool(config.amp) and device.type == "cuda"
+
+
 def autocast_for(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA when ``amp`` is on; CPU runs stay float32 (and bit-reproducible)."""
-    if config.amp and device.type == "cuda":
+    if autocast_bf16(config, device):
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -54,7 +54,8 @@ from rvperceiver.train.distributed import (
     init_distributed,
     shutdown_distributed,
 )
-from rvperceiver.train.evaluate import autocast_for, evaluate
+from rvperceiver.train.evaluate import autocast_bf16, autocast_for, evaluate
+from rvperceiver.train.flops import count_step_flops, peak_flops
 from rvperceiver.train.metrics import EvalMetrics, collapse_advice
 from rvperceiver.train.metrics_log import MetricsLog
 from rvperceiver.train.stats_cache import StatsCache, load_statistics_state, statistics_state
@@ -111,10 +112,25 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: floa
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(parameters: Any, config: TrainConfig) -> torch.optim.Optimizer:
+def parameter_groups(policy: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay the matrices, not the rest: weights with two or more dimensions (linear and convolution kernels, the
+    latent array, learned position tables) get ``weight_decay``; biases, norm gains and other vectors get none,
+    since shrinking a gain or an offset towards zero only shifts or rescales a layer's output. With no decay it is
+    one group, the layout of checkpoints written before the split."""
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    if weight_decay == 0:
+        return [{"params": parameters, "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(policy: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     optim = config.optim
     cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
-    return cls(parameters, lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay)
+    groups = parameter_groups(policy, optim.weight_decay)
+    return cls(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
@@ -373,7 +389,7 @@ def _train(
         model = torch.compile(model)
 
     # 4. Optimizer and schedule (restored, with the RNG, when resuming).
-    optimizer = make_optimizer(policy.parameters(), config)
+    optimizer = make_optimizer(policy, config)
     scheduler = make_scheduler(optimizer, config)
     start_step = 0
     rng_to_restore = None
@@ -409,11 +425,23 @@ def _train(
     batches = iter(loader)
     model.train()
     started = time.perf_counter()
+    flops_per_step: float | None = None  # counted on the first batch (see flops.py)
+    peak = peak_flops(device, bf16=autocast_bf16(config, device))
+    window_seconds, window_steps = 0.0, 0
     try:
         for step in range(start_step, last_step):
             # 5. One optimisation step.
+            step_started = time.perf_counter()
             x, y = next(batches)
             x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True).float()
+            if flops_per_step is None:
+                def batch_loss(x: Any = x, y: torch.Tensor = y) -> torch.Tensor:
+                    with autocast_for(config, device):
+                        out = policy(x)
+                    return F.mse_loss(out.float(), policy.target_norm.normalize(y))
+
+                flops_per_step = count_step_flops(policy, batch_loss)
+                step_started = time.perf_counter()  # the count is not part of the step's time
             with autocast_for(config, device):
                 prediction = model(x)
             loss = F.mse_loss(prediction.float(), policy.target_norm.normalize(y))
@@ -438,13 +466,20 @@ def _train(
             optimizer.step()
             scheduler.step()
             done = step + 1
+            window_seconds += time.perf_counter() - step_started
+            window_steps += 1
             result.train_losses.append(global_loss)
             bar.update(1)
             if on_step is not None:
                 on_step(done, global_loss)
 
             if done % config.log_every == 0 or done == last_step:
-                bar.set_postfix(loss=f"{global_loss:.4g}", lr=f"{lr:.2e}")
+                # Achieved FLOP/s of this process over the steps since the last line (eval and checkpoints not
+                # counted), and its share of the device's peak where the peak is known (MFU, as nanoGPT logs it).
+                achieved = flops_per_step * window_steps / window_seconds if window_seconds > 0 else None
+                mfu = achieved / peak if achieved is not None and peak else None
+                window_seconds, window_steps = 0.0, 0
+                bar.set_postfix(loss=f"{global_loss:.4g}", lr=f"{lr:.2e}", **({"mfu": f"{100 * mfu:.1f}%"} if mfu else {}))
                 if context.is_main:
                     log.write(
                         {
@@ -454,6 +489,9 @@ def _train(
                             "lr": lr,
                             "grad_norm": grad_norm,
                             "elapsed_s": time.perf_counter() - started,
+                            "flops_per_step": flops_per_step,
+                            "flops_per_s": achieved,
+                            "mfu": mfu,
                         }
                     )
 
