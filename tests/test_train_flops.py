@@ -22,6 +22,20 @@ def test_a_step_is_counted_exactly_and_leaves_the_model_as_it_was() -> None:
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
+def test_attention_is_counted_on_the_cpu_kernel_too() -> None:
+    """The counter has no rule for CPU flash attention; ours applies torch's CUDA-flash rule to it."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    query = nn.Parameter(torch.randn(2, 4, 16, 8))
+    key, value = torch.randn(2, 4, 32, 8), torch.randn(2, 4, 32, 8)
+    holder = nn.Module()
+    holder.query = query
+    flops = count_step_flops(holder, lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value).sum())
+    shape = (2, 4, 16, 8)
+    assert flops == sdpa_flop_count(shape, key.shape, value.shape) + sdpa_backward_flop_count(shape, shape, key.shape, value.shape)
+    assert flops > 0
+
+
 def test_peaks_by_device_name() -> None:
     assert gpu_peak_flops("NVIDIA H100 PCIe") == {"bf16": 756e12, "fp32": 51e12}  # not the SXM part's figures
     assert gpu_peak_flops("NVIDIA H100 80GB HBM3")["bf16"] == 989e12

@@ -2,7 +2,7 @@
 
 The step is counted, not modelled: one forward and backward pass of a real batch under
 :class:`torch.utils.flop_counter.FlopCounterMode`, which sums the FLOPs of every matmul, convolution and attention
-kernel the step dispatches. That covers every backbone (Perceiver, CNN) and every input mode (scalar tokens, patches,
+kernel the step dispatches (CPU flash attention with the rule torch has for CUDA's). That covers every backbone (Perceiver, CNN) and every input mode (scalar tokens, patches,
 absorbed cross-attention) without a formula per model; elementwise work is not counted, as in the usual MFU. The
 count runs once, in eval mode and inside a forked RNG, so it changes neither the weights, nor running statistics,
 nor the random stream of the run (exact resume stays exact).
@@ -16,6 +16,7 @@ measures a matmul ceiling instead).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,6 +55,26 @@ def peak_flops(device: torch.device, bf16: bool) -> float | None:
     return None if peaks is None else peaks["bf16" if bf16 else "fp32"]
 
 
+def _cpu_attention_formulas() -> dict[object, Callable[..., int]]:
+    """FLOP rules for the CPU flash-attention kernels, which the counter has none for (it has CUDA's): the same
+    formulas torch applies to the CUDA flash kernel, so a step counts alike on both devices."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    forward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    backward = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if forward is None or backward is None:
+        return {}
+
+    def forward_flops(query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    def backward_flops(grad: Any, query: Any, key: Any, value: Any, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
+        return flop_counter.sdpa_backward_flop_count(grad, query, key, value)
+
+    return {forward: forward_flops, backward: backward_flops}
+
+
 def count_step_flops(model: nn.Module, loss_of: Callable[[], torch.Tensor]) -> float:
     """FLOPs of one forward + backward of ``loss_of()`` (which runs ``model`` on a batch and returns the loss).
 
@@ -66,7 +87,8 @@ def count_step_flops(model: nn.Module, loss_of: Callable[[], torch.Tensor]) -> f
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     model.eval()
     try:
-        with torch.random.fork_rng(devices=devices), FlopCounterMode(display=False) as counter:
+        counting = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
+        with torch.random.fork_rng(devices=devices), counting as counter:
             loss_of().backward()
         return float(counter.get_total_flops())
     finally:
