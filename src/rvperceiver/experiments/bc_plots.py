@@ -16,15 +16,25 @@ import numpy as np  # noqa: E402
 
 from rvperceiver.experiments.bc_models import MODEL_LABELS  # noqa: E402
 
-_REFERENCE_STYLE = {"expert": ":", "oracle": "--", "mean_predictor": "-."}
+_REFERENCE_STYLE = {"expert": ":", "oracle": "--", "mean_predictor": "-.", "state_only": (0, (1, 3))}
+_COLOURS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _colour(model: str) -> str:
+    """One colour per model in every panel (the label table's order)."""
+    return _COLOURS[list(MODEL_LABELS).index(model) % len(_COLOURS)]
 
 
 def plot_success_vs_budget(summary: dict[str, Any], path: Path) -> Path:
     """One panel per tier: pooled success ≤ 2 cm against the training budget, Wilson 95% bars, references as lines."""
     tiers = list(summary["tiers"])
     fig, axes = plt.subplots(1, len(tiers), figsize=(4.8 * len(tiers), 3.8), squeeze=False)
+    all_budgets = sorted({int(b) for t in tiers for m in summary["tiers"][t]["models"].values() for b in m})
     for ax, tier in zip(axes[0], tiers):
         info = summary["tiers"][tier]
+        if not any(m != "adaptive_perceiver" for m in info["models"]):
+            ax.text(0.5, 0.5, "references only\n(no model trained on this tier)", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="grey")
         for model, budgets in info["models"].items():
             if model == "adaptive_perceiver":
                 continue  # the same run as one of the forced views
@@ -32,12 +42,16 @@ def plot_success_vs_budget(summary: dict[str, Any], path: Path) -> Path:
             rates = np.array([budgets[str(b)]["success"]["rate"] for b in xs])
             lo = np.array([budgets[str(b)]["success"]["lo"] for b in xs])
             hi = np.array([budgets[str(b)]["success"]["hi"] for b in xs])
-            ax.errorbar(xs, 100 * rates, yerr=[100 * np.maximum(0, rates - lo), 100 * np.maximum(0, hi - rates)], marker="o", capsize=3,
-                        label=MODEL_LABELS[model])
+            ax.errorbar(xs, 100 * rates, yerr=[100 * np.maximum(0, rates - lo), 100 * np.maximum(0, hi - rates)],
+                        marker="o", capsize=3, color=_colour(model), label=MODEL_LABELS[model])
         for name, stats in info["references"].items():
             ax.axhline(100 * stats["success"]["rate"], linestyle=_REFERENCE_STYLE.get(name, ":"), color="grey",
                        linewidth=1, label=MODEL_LABELS[name])
         ax.set_xscale("log")
+        if all_budgets:
+            ax.set_xlim(all_budgets[0] / 1.5, all_budgets[-1] * 1.5)
+            ax.set_xticks(all_budgets, [str(b) for b in all_budgets])
+            ax.minorticks_off()
         ax.set_ylim(-3, 103)
         ax.set_title(tier)
         ax.set_xlabel("training steps")
@@ -63,26 +77,34 @@ def plot_final_distance_cdf(results: dict[str, Any], path: Path) -> Path:
     tiers = list(results.get("references", {}))
     fig, axes = plt.subplots(1, len(tiers), figsize=(4.8 * len(tiers), 3.8), squeeze=False)
     for ax, tier in zip(axes[0], tiers):
-        curves: dict[str, list[float]] = {}
+        curves: dict[str, tuple[list[float], str | None]] = {}
         for name, ref in results["references"][tier].items():
-            curves[MODEL_LABELS[name]] = ref["final_distance"]
+            curves[MODEL_LABELS[name]] = (ref["final_distance"], None)
         for model in sorted({r["model"] for r in results.get("runs", []) if r["tier"] == tier}):
             runs = [r for r in results["runs"] if r["tier"] == tier and r["model"] == model]
             budget = max(int(b) for r in runs for b in r["budgets"])
             finals = [d for r in runs if str(budget) in r["budgets"] for d in r["budgets"][str(budget)]["closed_loop"]["final_distance"]]
-            curves[f"{MODEL_LABELS[model]} @ {budget}"] = finals
-        for label, values in curves.items():
+            curves[f"{MODEL_LABELS[model]} @ {budget}"] = (finals, _colour(model))
+        for label, (values, colour) in curves.items():
             xs = np.sort(1000 * np.asarray(values))
-            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=label)
+            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=label, color=colour)
         for radius in (10, 20):
             ax.axvline(radius, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("final fingertip–target distance (mm)")
+        ax.set_xlim(left=0)
+        ax.set_xlabel("final fingertip–target distance (mm; dotted: 1 and 2 cm)")
         ax.set_ylabel("fraction of episodes")
         ax.set_title(tier)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -217,8 +217,9 @@ def render_report(results: dict[str, Any]) -> str:
     ]
     reused = results.get("reused_from")
     if reused:
+        continued = sum(1 for run in results.get("runs", []) if run.get("reused_budgets"))
         lines += [
-            f"Continued: budgets {reused['budgets']} of {reused['runs']} runs per part were trained and scored by "
+            f"Continued: budgets {reused['budgets']} of {continued} runs were trained and scored by "
             f"`{reused['command']}` ({reused['date']}); `--reuse` kept those rows and trained the same runs on from "
             f"their checkpoints (a fresh run reaches the same weights: data order and learning rate depend on the "
             f"step only). References and the adaptive choice were recomputed.",
