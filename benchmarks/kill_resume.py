@@ -144,8 +144,10 @@ def wait_for_new_step(
 
 
 def compare_runs(reference: Path, resumed: Path) -> dict[str, bool]:
-    """Bitwise comparison of the two final checkpoints and of the logged training/eval metrics."""
+    """Bitwise comparison of the two final checkpoints and of the logged training/eval metrics (speed fields aside)."""
     from safetensors.numpy import load_file
+
+    from rvperceiver.train.metrics_log import TIMING_KEYS
 
     def same_tensors(name: str) -> bool:
         a, b = load_file(reference / "checkpoints" / "last" / name), load_file(resumed / "checkpoints" / "last" / name)
@@ -155,7 +157,7 @@ def compare_runs(reference: Path, resumed: Path) -> dict[str, bool]:
 
     def metrics(run: Path) -> list[dict[str, Any]]:
         return [
-            {k: v for k, v in r.items() if k != "elapsed_s"}
+            {k: v for k, v in r.items() if k not in TIMING_KEYS}
             for r in read_records(run / "metrics.jsonl")
             if r.get("kind") in ("train", "eval")
         ]

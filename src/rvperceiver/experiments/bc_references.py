@@ -65,7 +65,7 @@ def predictor_nmse(predict: ChunkPredictor, dataset: Any) -> float:
     accumulator = MetricAccumulator(int(np.prod(dataset.target_shape)))
     for inputs, targets in _batches(dataset):
         target = targets.double().reshape(len(targets), -1)
-        prediction = torch.from_numpy(np.asarray(predict(inputs), dtype=np.float64).reshape(len(targets), -1))
+        prediction = torch.from_numpy(np.array(predict(inputs), dtype=np.float64).reshape(len(targets), -1))
         accumulator.update(prediction, target, prediction, target)
     return accumulator.compute().nmse
 

@@ -11,6 +11,9 @@ from typing import Any
 from rvperceiver.utils import atomic_write_text
 
 METRICS_FILENAME = "metrics.jsonl"
+TIMING_KEYS = ("elapsed_s", "flops_per_s", "mfu")
+"""Fields of a log line that measure wall-clock speed: they differ between two runs that are otherwise identical
+(e.g. a run and the same run killed and resumed), so comparisons of runs leave them out."""
 
 
 def _parse_record(line: str) -> dict[str, Any] | None:
