@@ -35,8 +35,7 @@ import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-STATE_KEYS = ("robot0_joint_pos", "robot0_joint_vel")
-SETPOINT_KEY = "robot0_eef_setpoint"
+from rvperceiver.experiments.bc import SETPOINT_KEY, STATE_KEYS  # noqa: E402  (the study's own keys)
 
 
 def main() -> None:

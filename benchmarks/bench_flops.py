@@ -3,7 +3,7 @@
 The ceiling is measured, not quoted: a large square float32 matmul (`torch.mm`, n × n, 2n³ FLOPs) timed on the
 same threads and under the same load as the step. The step's FLOPs are counted analytically (matmuls only, see
 `common.perceiver_forward_flops`; a training step ≈ 3 × forward). On CUDA the step is also set against the card's
-data-sheet peak (`common.KNOWN_GPU_PEAKS`): bf16 tensor-core peak for bf16 autocast, fp32 peak otherwise (MFU).
+data-sheet peak (`rvperceiver.train.flops.KNOWN_GPU_PEAKS`): bf16 tensor-core peak for bf16 autocast, fp32 peak otherwise (MFU).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def run(mode: Mode, variant: Variant, threads: int = 2, step_times: list[float] 
             print(f"MFU against the data-sheet peak ({peak / 1e12:.0f} TFLOP/s): {result['mfu']:.1%}")
         else:
             result["mfu"] = float("nan")
-            print("MFU: this GPU is not in common.KNOWN_GPU_PEAKS")
+            print("MFU: this GPU is not in rvperceiver.train.flops.KNOWN_GPU_PEAKS")
     return result
 
 

@@ -12,7 +12,7 @@ Printed per row:
 - peak memory: `torch.cuda.max_memory_allocated()` above what was allocated before the first step (CPU: the peak
   RSS growth of a fresh process, as in `common.measure_step_memory`);
 - MFU: the analytic training FLOPs (3 × `common.perceiver_forward_flops`) per second over the card's data-sheet
-  peak (`common.KNOWN_GPU_PEAKS`: the bf16 tensor-core peak for bf16 rows, the fp32 peak for fp32 rows);
+  peak (`rvperceiver.train.flops.KNOWN_GPU_PEAKS`: the bf16 tensor-core peak for bf16 rows, the fp32 peak for fp32 rows);
 - SDPA kernel: the attention operators the profiler saw in one forward (flash, efficient, cudnn, math or the
   CPU flash kernel); on CUDA the absorbed path pads the token width to a multiple of 8 with zeros (exact), which
   the fused kernels want;

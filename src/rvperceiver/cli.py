@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bc only: merge finished parts (same profile, disjoint --seeds; a part stopped early gives "
                    "the seeds it finished) into OUT instead of running")
     p.add_argument("--reuse", default=None, metavar="RESULTS_JSON",
-                   help="bc only: continue an earlier run of this profile with fewer budgets: keep its references "
-                   "and scored budgets, train its runs on from their last checkpoint (in --work) to the new budgets")
+                   help="bc only: continue an earlier run of this profile with fewer budgets: keep its runs' scored "
+                   "budgets and train them on from their last checkpoint (in --work) to the new budgets")
     p.add_argument("--workers", type=int, default=None,
                    help="seed studies: training processes, one thread each (default: the profile's)")
     p.add_argument("--questions", default=None,

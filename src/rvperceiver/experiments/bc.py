@@ -420,7 +420,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
     from rvperceiver.experiments.bc_references import policy_predictor, start_window_error
     from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
     from rvperceiver.train.evaluate import evaluate
-    from rvperceiver.train.checkpoint import CHECKPOINTS_DIR, load_policy
+    from rvperceiver.train.checkpoint import load_policy, step_checkpoint_dir
     from rvperceiver.train.loop import train
 
     run_dir = _run_dir(work, tier, model, seed)
@@ -437,7 +437,7 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
         train_wall = float(earlier["budgets"][str(max(record["reused_budgets"]))]["train_wall_s"])
         for budget, scores in record["budgets"].items():
             if "start_window_error" not in scores and windows.valid is not None:  # a record from before it existed
-                stopped, _ = load_policy(run_dir / CHECKPOINTS_DIR / f"{int(budget):06d}")
+                stopped, _ = load_policy(step_checkpoint_dir(run_dir, int(budget)))
                 scores["start_window_error"] = start_window_error(policy_predictor(stopped.eval()), windows.valid)
     for index, budget in enumerate(profile.budgets):
         if str(budget) in record["budgets"]:
@@ -492,10 +492,11 @@ def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[i
     """The run records of an earlier ``results.json`` that this study can continue instead of retraining.
 
     The earlier profile must equal this one except in budgets (its budgets a prefix of these), cells and the cut
-    text (the references and the adaptive choice are recomputed: they are deterministic and take a minute); a record is kept when its cell is still in the profile, its seed is being run, it finished every earlier
-    budget and the checkpoint of its last budget is still in ``work``. Anything else is one clear line.
+    text (the references and the adaptive choice are recomputed: they are deterministic and take a minute). A
+    record is kept when its cell is still in the profile, its seed is being run, it finished every earlier budget
+    and the checkpoint of its last budget is still in ``work``. Anything else is one clear line.
     """
-    from rvperceiver.train.checkpoint import checkpoint_steps
+    from rvperceiver.train.checkpoint import checkpoint_steps, step_checkpoint_dir
 
     old = earlier.get("profile")
     if not isinstance(old, dict) or "budgets" not in old:
@@ -528,7 +529,7 @@ def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[i
         steps = checkpoint_steps(run_dir)
         if old_budgets[-1] not in steps:
             raise DataError(
-                f"{run_dir / 'checkpoints'}: no checkpoint at step {old_budgets[-1]} to continue "
+                f"{step_checkpoint_dir(run_dir, old_budgets[-1]).parent}: no checkpoint at step {old_budgets[-1]} to continue "
                 f"{key[0]}/{key[1]} seed {key[2]} from (found steps {steps}); expected the earlier run's work directory"
             )
         kept[key] = run
@@ -603,7 +604,8 @@ def run_bc_study(
         "seeds": list(run_seeds),
         "command": f"rvperceiver experiment bc --profile {prof.name} --out {shown_out}"
         + (f" --seeds {','.join(map(str, run_seeds))}" if seeds is not None else "")
-        + (f" --work {work_dir} --reuse {reuse}" if reuse is not None else ""),
+        + (f" --work {work_dir}" if work_dir is not None else "")
+        + (f" --reuse {reuse}" if reuse is not None else ""),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "data": {},

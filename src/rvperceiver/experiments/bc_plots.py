@@ -25,6 +25,19 @@ def _colour(model: str) -> str:
     return _COLOURS[list(MODEL_LABELS).index(model) % len(_COLOURS)]
 
 
+def _figure_legend(fig: Any, axes: Any, bottom: float) -> None:
+    """One legend under the panels: every label any panel drew, once, in the order first drawn."""
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
 def plot_success_vs_budget(summary: dict[str, Any], path: Path) -> Path:
     """One panel per tier: pooled success ≤ 2 cm against the training budget, Wilson 95% bars, references as lines."""
     tiers = list(summary["tiers"])
@@ -57,15 +70,7 @@ def plot_success_vs_budget(summary: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("training steps")
         ax.set_ylabel("success ≤ 2 cm (%)")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        more_h, more_l = ax.get_legend_handles_labels()
-        for h, l in zip(more_h, more_l):
-            if l not in labels:
-                handles.append(h)
-                labels.append(l)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    _figure_legend(fig, axes[0], bottom=0.16)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -77,9 +82,9 @@ def plot_final_distance_cdf(results: dict[str, Any], path: Path) -> Path:
     tiers = list(results.get("references", {}))
     fig, axes = plt.subplots(1, len(tiers), figsize=(4.8 * len(tiers), 3.8), squeeze=False)
     for ax, tier in zip(axes[0], tiers):
-        curves: dict[str, tuple[list[float], str | None]] = {}
+        curves: dict[str, tuple[list[float], str]] = {}
         for name, ref in results["references"][tier].items():
-            curves[MODEL_LABELS[name]] = (ref["final_distance"], None)
+            curves[MODEL_LABELS[name]] = (ref["final_distance"], _colour(name))
         for model in sorted({r["model"] for r in results.get("runs", []) if r["tier"] == tier}):
             runs = [r for r in results["runs"] if r["tier"] == tier and r["model"] == model]
             budget = max(int(b) for r in runs for b in r["budgets"])
@@ -96,15 +101,7 @@ def plot_final_distance_cdf(results: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("fraction of episodes")
         ax.set_title(tier)
         ax.grid(alpha=0.3)
-    handles: list[Any] = []
-    labels: list[str] = []
-    for ax in axes[0]:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            if label not in labels:
-                handles.append(h)
-                labels.append(label)
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    _figure_legend(fig, axes[0], bottom=0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -445,6 +445,11 @@ def checkpoint_steps(out_dir: str | Path) -> list[int]:
     return [step for step, _ in _step_dirs(Path(out_dir) / CHECKPOINTS_DIR)]
 
 
+def step_checkpoint_dir(out_dir: str | Path, step: int) -> Path:
+    """Where a run directory keeps the checkpoint of ``step`` (which :func:`load_policy` opens)."""
+    return Path(out_dir) / CHECKPOINTS_DIR / _step_name(step)
+
+
 def _pointer_target(path: Path) -> Path | None:
     """A ``last``/``best`` pointer written as a file (where symlinks are not allowed) names its step."""
     if path.is_file() and path.name in (LAST_LINK, BEST_LINK):

@@ -133,6 +133,15 @@ def make_optimizer(policy: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return cls(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
 
 
+def step_loss(model: nn.Module, policy: nn.Module, x: Any, y: torch.Tensor, config: TrainConfig,
+              device: torch.device) -> torch.Tensor:
+    """The training objective of one batch: MSE of ``model(x)`` (the policy, or its DDP/compiled wrapper) against the
+    policy's normalised targets, the forward under the run's autocast and the loss in float32."""
+    with autocast_for(config, device):
+        prediction = model(x)
+    return F.mse_loss(prediction.float(), policy.target_norm.normalize(y))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
     schedule = config.schedule
     return torch.optim.lr_scheduler.LambdaLR(
@@ -434,17 +443,10 @@ def _train(
             step_started = time.perf_counter()
             x, y = next(batches)
             x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True).float()
-            if flops_per_step is None:
-                def batch_loss(x: Any = x, y: torch.Tensor = y) -> torch.Tensor:
-                    with autocast_for(config, device):
-                        out = policy(x)
-                    return F.mse_loss(out.float(), policy.target_norm.normalize(y))
-
-                flops_per_step = count_step_flops(policy, batch_loss)
+            if flops_per_step is None:  # the plain policy: no DDP hooks or compilation inside the count
+                flops_per_step = count_step_flops(policy, lambda: step_loss(policy, policy, x, y, config, device))
                 step_started = time.perf_counter()  # the count is not part of the step's time
-            with autocast_for(config, device):
-                prediction = model(x)
-            loss = F.mse_loss(prediction.float(), policy.target_norm.normalize(y))
+            loss = step_loss(model, policy, x, y, config, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             max_norm = config.optim.grad_clip if config.optim.grad_clip is not None else math.inf
