@@ -50,18 +50,17 @@ def main() -> None:
 
     from rvperceiver.data.formats import open_episodes
     from rvperceiver.data.loading import load_windows
-    from rvperceiver.experiments.bc import SETPOINT_KEY, STATE_KEYS, cell_config, closed_loop_config, get_bc_profile
+    from rvperceiver.experiments.bc import SETPOINT_KEY, cell_config, closed_loop_config, get_bc_profile, tier_state_keys
     from rvperceiver.experiments.statistics import wilson_interval
     from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
     from rvperceiver.sim.generate import generate_to_file, training_seed_range
-    from rvperceiver.sim.tiers import get_tier
     from rvperceiver.train.evaluate import evaluate
     from rvperceiver.train.loop import train
 
     budgets = _ints(args.budgets)
     base = dataclasses.replace(get_bc_profile("standard"), budgets=tuple(budgets), eval_episodes=args.episodes)
     work = Path(args.work)
-    state_keys = STATE_KEYS if get_tier(args.tier).low_dim else ()
+    state_keys = tier_state_keys(args.tier)
     rows: list[dict[str, Any]] = []
     for n_demos in _ints(args.demos):
         profile = dataclasses.replace(base, n_demos=n_demos)

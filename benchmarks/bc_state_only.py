@@ -35,7 +35,7 @@ import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from rvperceiver.experiments.bc import SETPOINT_KEY, STATE_KEYS  # noqa: E402  (the study's own keys)
+from rvperceiver.experiments.bc import SETPOINT_KEY, tier_state_keys  # noqa: E402  (the study's own keys)
 
 
 def main() -> None:
@@ -68,8 +68,11 @@ def main() -> None:
     from rvperceiver.sim.generate import training_seed_range
     from rvperceiver.train.checkpoint import load_policy
 
-    windows = load_windows(args.data, ee_key=SETPOINT_KEY, t_obs=1, t_pred=8, valid_fraction=0.1, state_keys=STATE_KEYS)
-    train_seeds = training_seed_range(open_episodes(args.data).meta.get("env_args") or {})
+    env_args = open_episodes(args.data).meta.get("env_args") or {}
+    tier = ((env_args.get("rvperceiver") or {}).get("tier") or {}).get("name", "arm-hidden")
+    windows = load_windows(args.data, ee_key=SETPOINT_KEY, t_obs=1, t_pred=8, valid_fraction=0.1,
+                           state_keys=tier_state_keys(tier))
+    train_seeds = training_seed_range(env_args)
     x_train, y_train = windows.train.states_array(), windows.train.targets_array()
     design = np.hstack([x_train.reshape(len(x_train), -1), np.ones((len(x_train), 1))])
     coef, *_ = np.linalg.lstsq(design, y_train.reshape(len(y_train), -1), rcond=None)
@@ -82,7 +85,7 @@ def main() -> None:
                             "linear_valid_nmse": predictor_nmse(linear, windows.valid), "mlp": []}
     starts = {"mean predictor": start_window_error(constant_predictor(y_train.mean(axis=0)), windows.valid)}
     profile = dataclasses.replace(get_bc_profile("standard"), eval_episodes=args.episodes)
-    config = closed_loop_config(profile, "arm-hidden")  # the study's own closed loop
+    config = closed_loop_config(profile, tier)  # the study's own closed loop
     for seed in seeds:
         start = time.perf_counter()
         model = fit_state_only(windows.train, seed=seed, steps=args.steps)
@@ -102,7 +105,7 @@ def main() -> None:
     n = args.episodes * len(rows["mlp"])
     lo, hi = wilson_interval(k, n)
     rows["pooled_success_2cm"] = {"k": k, "n": n, "lo": lo, "hi": hi}
-    print(f"\n## State-only predictors on arm-hidden ({rows['windows']['train']} train / {rows['windows']['valid']} "
+    print(f"\n## State-only predictors on {tier} ({rows['windows']['train']} train / {rows['windows']['valid']} "
           f"valid windows; target {SETPOINT_KEY}, t_obs 1, t_pred 8)")
     print(f"least squares on [state, 1]: valid NMSE {rows['linear_valid_nmse']:.3f}")
     print("| MLP seed | valid NMSE | success ≤ 2 cm | ≤ 1 cm | ever ≤ 2 cm | median final (mm) |")

@@ -398,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target-render-scale", type=float, default=1.0,
                    help="draw the target sphere this many times larger (visual only; the physics is unchanged)")
     g.add_argument("--tier", default="stock",
-                   help="task tier: stock, fixed-start or arm-hidden (rvperceiver.sim.tiers; default: stock)")
+                   help="task tier: stock, fixed-start, arm-hidden or arm-hidden-angles (rvperceiver.sim.tiers; default: stock)")
     g.add_argument("--out", required=True, metavar="FILE", help="FILE.hdf5")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists (otherwise it is refused)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

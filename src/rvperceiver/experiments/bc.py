@@ -47,12 +47,11 @@ from rvperceiver.experiments.bc_report import render_report, summarise
 from rvperceiver.train.config import TrainConfig, from_dict, to_yaml
 from rvperceiver.utils import atomic_write_text, json_default
 
-__all__ = ["BCProfile", "PROFILES", "cell_config", "closed_loop_config", "get_bc_profile", "merge_results", "reusable_runs", "run_bc_study", "study_commands", "write_merged"]
+__all__ = ["BCProfile", "PROFILES", "cell_config", "closed_loop_config", "get_bc_profile", "merge_results", "reusable_runs", "run_bc_study", "study_commands", "tier_state_keys", "write_merged"]
 
 TRAIN_FILE = "demos.hdf5"
 TEST_FILE = "test_demos.hdf5"
 SETPOINT_KEY = "robot0_eef_setpoint"
-STATE_KEYS = ("robot0_joint_pos", "robot0_joint_vel")
 
 
 @dataclass(frozen=True)
@@ -142,13 +141,14 @@ PROFILES: dict[str, BCProfile] = {
         cut="CI size: 20 demos, budgets 20/60 steps, one seed, 20 evaluation episodes, two tiers; no stock tier, "
         "no patch-token Perceiver. It checks the pipeline, not the models.",
     ),
-    # The README's table on 2 CPU cores: the seed's claim (arm-hidden, raw vs Fourier) at 300, 1,500 and 5,000 steps
-    # over three seeds, with the patch-token Perceiver and the CNN on the same tier as the references a learnable
-    # tier needs, and the CNN and the patch-token Perceiver on fixed-start last. 300/1,500 ran first (52.8 min on
-    # one core); 5,000 continues those runs with --reuse (about 40 min per training seed on one core).
+    # The README's table on 2 CPU cores. The seed's claim is decided on arm-hidden-angles (the frame needed at every
+    # step), raw vs Fourier with the CNN as the check that the tier is learnable, at 300, 1,500 and 5,000 steps over
+    # three seeds; arm-hidden (where the joint state leaks the goal) keeps its raw, Fourier, patch-token and CNN
+    # cells, and fixed-start its CNN and patch-token Perceiver. The arm-hidden and fixed-start cells ran first
+    # (300/1,500 in 52.8 min on one core, then 5,000 with --reuse); arm-hidden-angles was added to them with --reuse.
     "standard": BCProfile(
         name="standard",
-        tiers=_ALL_TIERS,
+        tiers=_ALL_TIERS + ("arm-hidden-angles",),
         cells=(
             ("arm-hidden", "patch_perceiver"),
             ("arm-hidden", "cnn"),
@@ -156,6 +156,9 @@ PROFILES: dict[str, BCProfile] = {
             ("arm-hidden", "raw_perceiver"),
             ("fixed-start", "cnn"),
             ("fixed-start", "patch_perceiver"),
+            ("arm-hidden-angles", "cnn"),
+            ("arm-hidden-angles", "raw_perceiver"),
+            ("arm-hidden-angles", "fourier_perceiver"),
         ),
         budgets=(300, 1500, 5000),
         seeds=(0, 1, 2),
@@ -169,11 +172,12 @@ PROFILES: dict[str, BCProfile] = {
         cnn={},
         warmup_steps=20,
         torch_threads=1,
-        cut="Cut to fit 2 CPU cores: the scalar-token Perceivers (raw, Fourier) only on arm-hidden, the tier the "
-        "seed's claim is decided on; the patch-token Perceiver and the CNN on arm-hidden and fixed-start; no "
-        "learned model on stock (references only; its frames differ in about 200 pixels, not the seed's few); a "
-        "16-latent x 32-channel Perceiver; 200 demos; one observed frame (12,288 scalar tokens, the seed's "
-        "number); 8 of 8 predicted setpoints executed before re-planning.",
+        cut="Cut to fit 2 CPU cores: the scalar-token Perceivers (raw, Fourier) only on arm-hidden-angles, the tier "
+        "the seed's claim is decided on, and arm-hidden, where it was first scored; the patch-token Perceiver on "
+        "arm-hidden and fixed-start; the CNN on those three; no learned model on stock (references only; its frames "
+        "differ in about 200 pixels, not the seed's few); a 16-latent x 32-channel Perceiver; 200 demos; one "
+        "observed frame (12,288 scalar tokens, the seed's number); 8 of 8 predicted setpoints executed before "
+        "re-planning.",
     ),
     # Every cell of the issue's grid; written for a GPU, not run on the CPU.
     "full": BCProfile(
@@ -203,10 +207,11 @@ def get_bc_profile(name: str) -> BCProfile:
     return PROFILES[name]
 
 
-def _tier_uses_state(tier: str) -> bool:
+def tier_state_keys(tier: str) -> tuple[str, ...]:
+    """The low-dim observation keys the tier gives the policy (empty: frames only)."""
     from rvperceiver.sim.tiers import get_tier
 
-    return get_tier(tier).low_dim
+    return get_tier(tier).state_keys
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def cell_config(tier: str, model: str, profile: BCProfile, data_path: Path, seed
         "data": {
             "path": str(data_path),
             "ee_key": SETPOINT_KEY,
-            "state_keys": list(STATE_KEYS) if _tier_uses_state(tier) else [],
+            "state_keys": list(tier_state_keys(tier)),
             "t_obs": profile.t_obs,
             "t_pred": profile.t_pred,
             "valid_fraction": profile.valid_fraction,
@@ -383,7 +388,7 @@ def _references(profile: BCProfile, tier: str, windows: Any, train_seeds: range,
     if windows.valid is not None and len(windows.valid):
         references["mean_predictor"]["start_window_error"] = start_window_error(
             constant_predictor(mean_chunk), windows.valid)
-    if _tier_uses_state(tier):
+    if tier_state_keys(tier):
         model = fit_state_only(windows.train, seed=profile.seeds[0], steps=profile.state_only_steps)
         row = _compact(run_closed_loop(policy_chunk_fn(model), config, train_seeds=train_seeds, label="state-only MLP"))
         if windows.valid is not None and len(windows.valid):
@@ -482,17 +487,17 @@ def _train_cell(tier: str, model: str, seed: int, profile: BCProfile, work: Path
     return record
 
 
-_EXTENDABLE = ("budgets", "cells", "cut")
+_EXTENDABLE = ("budgets", "cells", "cut", "tiers")
 """Profile fields an earlier run may differ in and still be continued (every other field shapes the demos, the
-references or the training of each cell, so it must be equal)."""
+references or the training of each cell, so it must be equal; a tier's demos are checked when they are reused)."""
 
 
 def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[int], work: Path,
                   source: str = "the earlier results") -> dict[tuple[str, str, int], dict[str, Any]]:
     """The run records of an earlier ``results.json`` that this study can continue instead of retraining.
 
-    The earlier profile must equal this one except in budgets (its budgets a prefix of these), cells and the cut
-    text (the references and the adaptive choice are recomputed: they are deterministic and take a minute). A
+    The earlier profile must equal this one except in budgets (its budgets a prefix of these), tiers, cells and the
+    cut text (the references and the adaptive choice are recomputed: they are deterministic and take a minute). A
     record is kept when its cell is still in the profile, its seed is being run, it finished every earlier budget
     and the checkpoint of its last budget is still in ``work``. Anything else is one clear line.
     """
@@ -511,7 +516,7 @@ def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[i
     if differing:
         raise ConfigError(
             f"{source}: made with profile {old.get('name')!r} differing in {', '.join(differing)}; only budgets, "
-            f"cells and cut may differ for its runs to be continued"
+            f"tiers, cells and cut may differ for its runs to be continued"
         )
     old_budgets = [int(b) for b in old["budgets"]]
     if list(profile.budgets[: len(old_budgets)]) != old_budgets:
@@ -638,9 +643,8 @@ def run_bc_study(
             "train": _ensure_demos(train_path, tier, prof.n_demos, prof.demo_seed, prof, prof.valid_fraction, progress),
             "test": _ensure_demos(test_path, tier, prof.n_test_demos, prof.test_seed, prof, 0.0, progress),
         }
-        state_keys = STATE_KEYS if _tier_uses_state(tier) else ()
         windows = load_windows(train_path, ee_key=SETPOINT_KEY, t_obs=prof.t_obs, t_pred=prof.t_pred,
-                               valid_fraction=prof.valid_fraction, state_keys=state_keys)
+                               valid_fraction=prof.valid_fraction, state_keys=tier_state_keys(tier))
         windows_by_tier[tier] = windows
         train_seeds = training_seed_range(open_episodes(train_path).meta.get("env_args") or {})
         test_seeds = range(prof.test_seed, prof.test_seed + prof.n_test_demos)

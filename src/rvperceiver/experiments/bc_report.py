@@ -11,7 +11,9 @@ import numpy as np
 from rvperceiver.experiments.bc_models import MODEL_LABELS, MODELS, REFERENCES
 from rvperceiver.experiments.bc_stats import mcnemar_exact, rate, seed_claim_verdict
 
-CLAIM_TIER = "arm-hidden"
+CLAIM_TIERS = ("arm-hidden-angles", "arm-hidden")
+"""Tiers the seed's claim is scored on, the deciding one first: ``arm-hidden-angles`` since the amendment of
+2026-12-01 19:40 UTC (on ``arm-hidden`` the joint state leaks the goal; its verdict is still reported)."""
 PERCEIVERS = ("raw_perceiver", "fourier_perceiver", "patch_perceiver")
 
 
@@ -80,8 +82,16 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 }
             models[model] = budgets
         tiers[tier] = {"references": rows, "models": models, "comparisons": _comparisons(runs, tier, radius)}
-    claim = _claim(tiers)
-    return {"tiers": tiers, "seed_claim": claim, "goals": _goals(tiers, claim)}
+    claims = {tier: _claim(tiers, tier) for tier in CLAIM_TIERS if _has_both_views(tiers, tier)}
+    deciding = next(iter(claims), CLAIM_TIERS[0])
+    claim = claims.get(deciding) or _claim(tiers, deciding)
+    return {"tiers": tiers, "seed_claim": {**claim, "tier": deciding}, "seed_claims": claims,
+            "goals": _goals(tiers, claim)}
+
+
+def _has_both_views(tiers: dict[str, Any], tier: str) -> bool:
+    models = (tiers.get(tier) or {}).get("models", {})
+    return "raw_perceiver" in models and "fourier_perceiver" in models
 
 
 def _paired(runs: list[dict[str, Any]], tier: str, a: str, b: str, budget: str, radius: float) -> dict[str, Any] | None:
@@ -108,13 +118,13 @@ def _comparisons(runs: list[dict[str, Any]], tier: str, radius: float) -> list[d
     return found
 
 
-def _claim(tiers: dict[str, Any]) -> dict[str, Any]:
-    models = (tiers.get(CLAIM_TIER) or {}).get("models", {})
+def _claim(tiers: dict[str, Any], tier: str) -> dict[str, Any]:
+    models = (tiers.get(tier) or {}).get("models", {})
     raw = {int(b): v["success"] for b, v in models.get("raw_perceiver", {}).items()}
     fourier = {int(b): v["success"] for b, v in models.get("fourier_perceiver", {}).items()}
-    floor = ((tiers.get(CLAIM_TIER) or {}).get("references", {}).get("mean_predictor") or {}).get("success")
+    floor = ((tiers.get(tier) or {}).get("references", {}).get("mean_predictor") or {}).get("success")
     verdict = seed_claim_verdict(raw, fourier, floor)
-    comparisons = (tiers.get(CLAIM_TIER) or {}).get("comparisons", [])
+    comparisons = (tiers.get(tier) or {}).get("comparisons", [])
     for row in verdict["budgets"]:
         test = next((c for c in comparisons if c["a"] == "fourier_perceiver" and c["b"] == "raw_perceiver"
                      and c["budget"] == row["budget"]), None)
@@ -166,7 +176,7 @@ def _goals(tiers: dict[str, Any], claim: dict[str, Any]) -> list[dict[str, Any]]
             evidence += f"; CNN {100 * cnn['success']['rate']:.1f}% at the same budget"
         add(f"best Perceiver >= 90% on {tier}, no worse than the CNN", stats["success"]["rate"] >= 0.90 and no_worse, evidence)
     add("seed's claim decided by the pre-registered rule", claim["verdict"] != "inconclusive",
-        f"{claim['verdict']}: {claim['reason']}")
+        f"{claim['verdict']} on {claim.get('tier', CLAIM_TIERS[0])}: {claim['reason']}")
     return goals
 
 
@@ -260,25 +270,28 @@ def render_report(results: dict[str, Any]) -> str:
             lines += ["", "Rollout strips (first episodes, seed of the first training run, largest budget; arm drawn "
                       "even on arm-hidden): " + ", ".join(f"[{s}]({s})" for s in shown)]
         lines.append("")
-    claim = summary["seed_claim"]
-    lines += [
-        "## The seed's claim on `arm-hidden` (rule written in the README before the run)",
-        "",
-        f"**{claim['verdict']}** — {claim['reason']}.",
-        "",
-    ]
-    if claim["budgets"]:
-        floor = claim.get("floor")
-        if floor:
-            lines += [f"Floor: the mean predictor's {100 * floor['rate']:.1f}% [{100 * floor['lo']:.1f}, "
-                      f"{100 * floor['hi']:.1f}]; a budget is informative when one view's interval lies above it.", ""]
-        lines += ["| steps | raw | Fourier | Fourier − raw | informative | McNemar p |", "|---|---|---|---|---|---|"]
-        for row in claim["budgets"]:
-            p = "–" if row.get("mcnemar_p") is None else f"{row['mcnemar_p']:.3g}"
-            informative = {True: "yes", False: "no (both at the floor)", None: "–"}[row.get("informative")]
-            lines.append(f"| {row['budget']} | {100 * row['raw']:.1f}% | {100 * row['fourier']:.1f}% | "
-                         f"{100 * row['difference']:+.1f} | {informative} | {p} |")
-        lines.append("")
+    claims = summary.get("seed_claims") or {summary["seed_claim"].get("tier", "arm-hidden"): summary["seed_claim"]}
+    deciding = summary["seed_claim"].get("tier")
+    for tier, claim in claims.items():
+        role = "deciding tier" if tier == deciding else "reported, not deciding"
+        lines += [
+            f"## The seed's claim on `{tier}` ({role}; rule written in the README before the run)",
+            "",
+            f"**{claim['verdict']}** — {claim['reason']}.",
+            "",
+        ]
+        if claim["budgets"]:
+            floor = claim.get("floor")
+            if floor:
+                lines += [f"Floor: the mean predictor's {100 * floor['rate']:.1f}% [{100 * floor['lo']:.1f}, "
+                          f"{100 * floor['hi']:.1f}]; a budget is informative when one view's interval lies above it.", ""]
+            lines += ["| steps | raw | Fourier | Fourier − raw | informative | McNemar p |", "|---|---|---|---|---|---|"]
+            for row in claim["budgets"]:
+                p = "–" if row.get("mcnemar_p") is None else f"{row['mcnemar_p']:.3g}"
+                informative = {True: "yes", False: "no (both at the floor)", None: "–"}[row.get("informative")]
+                lines.append(f"| {row['budget']} | {100 * row['raw']:.1f}% | {100 * row['fourier']:.1f}% | "
+                             f"{100 * row['difference']:+.1f} | {informative} | {p} |")
+            lines.append("")
     lines += ["## Goals", "", "| goal | met | evidence |", "|---|---|---|"]
     for goal in summary["goals"]:
         met = {True: "yes", False: "**no**", None: "not run"}[goal["met"]]

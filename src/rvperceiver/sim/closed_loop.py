@@ -42,15 +42,13 @@ from rvperceiver.observation import IMAGE, STATE
 from rvperceiver.sim.expert import MinimumJerkPlanner
 from rvperceiver.sim.kinematics import ArmGeometry
 from rvperceiver.sim.reacher import ENV_ID, EPISODE_STEPS, make_reacher, render_frame
-from rvperceiver.sim.tiers import Tier, copy_state, get_tier, reset_episode
+from rvperceiver.sim.tiers import Tier, copy_state, get_tier, reset_episode, state_vector
 from rvperceiver.sim.tracker import make_tracker
 
-LOW_DIM_KEYS: tuple[str, ...] = ("robot0_joint_pos", "robot0_joint_vel")
-"""The low-dimensional observation, in this order: arm joint angles then angular velocities (4 values)."""
-
 ChunkFn = Callable[[Any], Any]
-"""``{observation.image: uint8 [B, t_obs, H, W, C], observation.state: float32 [B, t_obs, 4]}`` (the batch
-``ChunkRollout`` builds; ``observation.state`` only for a predictor with ``uses_state = True``) → setpoints
+"""``{observation.image: uint8 [B, t_obs, H, W, C], observation.state: float32 [B, t_obs, S]}`` (the batch
+``ChunkRollout`` builds; ``observation.state`` only for a predictor with ``uses_state = True``: the tier's
+``state_keys`` concatenated, e.g. 4 values on ``arm-hidden``) → setpoints
 ``[B, t_pred, ≥2]`` in metres. A predictor with ``needs_frames = False`` is called with None; one with
 ``uses_episode = True`` is called as ``fn(step, seeds)`` instead (references that know the episode, e.g. replays)."""
 
@@ -310,9 +308,7 @@ def _run(
                         frames[i] = render_frame(camera)
                 observation = {IMAGE: frames}
                 if uses_state:
-                    observation[STATE] = np.stack(
-                        [np.concatenate([e.unwrapped.data.qpos[:2], e.unwrapped.data.qvel[:2]]) for e in envs]
-                    ).astype(np.float32)
+                    observation[STATE] = np.stack([state_vector(e, tier.state_keys) for e in envs])
             setpoints = np.asarray(rollout.select_action(observation), dtype=np.float64)[:, :2]
         for env, tracker, setpoint in zip(envs, trackers, setpoints):
             base = env.unwrapped
@@ -409,13 +405,13 @@ def evaluate_checkpoint(
     uses_state = getattr(policy, "state_shape", None) is not None
     if chosen.low_dim and not uses_state:
         raise InputError(
-            f"tier {chosen.name!r} hides the arm and gives the joint state as a low-dim observation, but this policy "
-            f"was trained without one (data.state_keys is empty); train with data.state_keys={list(LOW_DIM_KEYS)}"
+            f"tier {chosen.name!r} gives the policy low-dim observations {list(chosen.state_keys)}, but this policy "
+            f"was trained without one (data.state_keys is empty); train with data.state_keys={list(chosen.state_keys)}"
         )
-    if uses_state and tuple(config.data.state_keys) != LOW_DIM_KEYS:
+    if uses_state and tuple(config.data.state_keys) != chosen.state_keys:
         raise InputError(
-            f"the closed loop gives the policy observation.state = {list(LOW_DIM_KEYS)} (4 values per step); this "
-            f"policy was trained on data.state_keys={list(config.data.state_keys)}"
+            f"tier {chosen.name!r} gives the policy observation.state = {list(chosen.state_keys)}; this policy was "
+            f"trained on data.state_keys={list(config.data.state_keys)}"
         )
     loop_config = ClosedLoopConfig(
         tier=chosen.name,

@@ -41,13 +41,11 @@ from rvperceiver.sim.reacher import (
     target_position,
     top_down_camera,
 )
-from rvperceiver.sim.tiers import Tier, get_tier, reset_episode
+from rvperceiver.sim.tiers import JOINT_POS_KEY, JOINT_VEL_KEY, Tier, get_tier, reset_episode
 
 IMAGE_KEY = "agentview_image"
 EE_KEY = "robot0_eef_pos"
 TARGET_KEY = "target_pos"
-JOINT_POS_KEY = "robot0_joint_pos"
-JOINT_VEL_KEY = "robot0_joint_vel"
 ACTIONS_KEY = "actions"
 REWARDS_KEY = "rewards"
 # Steps per second of Reacher-v5 (frame_skip 2 x MuJoCo timestep 0.01 s): its metadata["render_fps"].

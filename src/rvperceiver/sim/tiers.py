@@ -7,6 +7,13 @@
 - ``arm-hidden``: stock resets, the arm drawn fully transparent, so frames differ only in the target dot throughout;
   the arm's state reaches the policy as a low-dimensional observation (joint angles and velocities), as
   proprioception does in most behaviour-cloning setups.
+- ``arm-hidden-angles``: the arm hidden as on ``arm-hidden``, but started at rest anywhere in its joint range
+  (shoulder uniform over a full turn, elbow uniform within ``SCATTERED_ELBOW`` rad) and given only its joint
+  angles. On ``arm-hidden`` the state points at the goal: the start pose is near q = 0, so once the arm moves its
+  angles and velocities lie along the way to the goal, and a state-only model predicts the setpoints with NMSE
+  0.008 (``benchmarks/bc_state_only.py``). A scattered start and no velocities take that away: the angles say where
+  the arm is, only the frame says where to go, at every step — the seed's premise (frames that differ in the
+  target dot alone) with the frame needed throughout.
 
 ``target_scale`` draws the target sphere larger or smaller (0.5–4×, a dose axis for "few pixels"); it changes the
 picture only (the target geom never collides, which :func:`apply_render_options` checks).
@@ -30,20 +37,28 @@ ARM_GEOMS = ("root", "link0", "link1", "fingertip")
 TARGET_GEOM = "target"
 ARM_JOINTS = 2
 TARGET_SCALE_RANGE = (0.25, 8.0)
+JOINT_POS_KEY = "robot0_joint_pos"
+JOINT_VEL_KEY = "robot0_joint_vel"
+STATE_KEYS = (JOINT_POS_KEY, JOINT_VEL_KEY)
+"""The low-dim observations a tier can give, as the demos store them (robomimic ``obs/<key>``), each ``[2]``."""
+SCATTERED_ELBOW = 2.5
+"""Half-range (rad) of the elbow on a scattered start: inside Reacher's ±3 rad limit, fingertip ≥ 6.7 cm out."""
 
 
 @dataclass(frozen=True)
 class Tier:
     """How episodes of one tier are reset and drawn.
 
-    ``annulus`` (metres, inner and outer radius) is only used with ``fixed_start``; ``low_dim`` says whether the
-    policy gets the joint state as an observation beside the frames.
+    ``annulus`` (metres, inner and outer radius) is only used with ``fixed_start``; ``scattered_start`` resets the
+    arm at rest to joint angles drawn over its range; ``state_keys`` names the low-dim observations the policy gets
+    beside the frames (of :data:`STATE_KEYS`; empty: frames only).
     """
 
     name: str
     fixed_start: bool = False
+    scattered_start: bool = False
     arm_visible: bool = True
-    low_dim: bool = False
+    state_keys: tuple[str, ...] = ()
     annulus: tuple[float, float] = (0.07, 0.19)
     target_scale: float = 1.0
 
@@ -54,6 +69,16 @@ class Tier:
         inner, outer = self.annulus
         if not 0.0 <= inner < outer <= 0.2:
             raise InputError(f"tier {self.name!r}: annulus must satisfy 0 <= inner < outer <= 0.2 m, got {self.annulus}")
+        unknown = [key for key in self.state_keys if key not in STATE_KEYS]
+        if unknown:
+            raise InputError(f"tier {self.name!r}: unknown low-dim keys {unknown}; expected some of {list(STATE_KEYS)}")
+        if self.fixed_start and self.scattered_start:
+            raise InputError(f"tier {self.name!r}: fixed_start and scattered_start exclude each other")
+
+    @property
+    def low_dim(self) -> bool:
+        """Whether the policy gets low-dim observations beside the frames."""
+        return bool(self.state_keys)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -62,8 +87,16 @@ class Tier:
 TIERS: dict[str, Tier] = {
     "stock": Tier("stock"),
     "fixed-start": Tier("fixed-start", fixed_start=True),
-    "arm-hidden": Tier("arm-hidden", arm_visible=False, low_dim=True),
+    "arm-hidden": Tier("arm-hidden", arm_visible=False, state_keys=STATE_KEYS),
+    "arm-hidden-angles": Tier("arm-hidden-angles", scattered_start=True, arm_visible=False, state_keys=(JOINT_POS_KEY,)),
 }
+
+
+def state_vector(env: gym.Env, keys: tuple[str, ...]) -> np.ndarray:
+    """The low-dim observation ``keys`` of ``env``'s current state, concatenated (float32), as the demos store it."""
+    data = env.unwrapped.data
+    parts = {JOINT_POS_KEY: data.qpos[:ARM_JOINTS], JOINT_VEL_KEY: data.qvel[:ARM_JOINTS]}
+    return np.concatenate([parts[key] for key in keys]).astype(np.float32)
 
 
 def get_tier(name: str, target_scale: float = 1.0) -> Tier:
@@ -102,17 +135,23 @@ def reset_episode(env: gym.Env, seed: int, tier: Tier) -> None:
 
     ``fixed-start`` sets the arm to q = 0, q̇ = 0 and redraws the target uniformly over the annulus's area with
     the env's own ``np_random`` (seeded by the reset), keeping Gymnasium's layout of ``qpos`` (arm, then target).
+    A scattered start keeps the env's target and draws the arm's angles (at rest) from the same generator.
     """
     env.reset(seed=int(seed))
-    if not tier.fixed_start:
+    if not (tier.fixed_start or tier.scattered_start):
         return
     base = env.unwrapped
     qpos, qvel = base.data.qpos.copy(), base.data.qvel.copy()
+    qvel[:] = 0.0
+    if tier.scattered_start:
+        qpos[0] = base.np_random.uniform(-np.pi, np.pi)
+        qpos[1] = base.np_random.uniform(-SCATTERED_ELBOW, SCATTERED_ELBOW)
+        base.set_state(qpos, qvel)
+        return
     inner, outer = tier.annulus
     radius = float(np.sqrt(base.np_random.uniform(inner**2, outer**2)))
     angle = float(base.np_random.uniform(-np.pi, np.pi))
     qpos[:ARM_JOINTS] = 0.0
-    qvel[:] = 0.0
     qpos[-2:] = radius * np.cos(angle), radius * np.sin(angle)
     base.goal = qpos[-2:].copy()
     base.set_state(qpos, qvel)
