@@ -204,3 +204,42 @@ def test_a_study_continued_to_a_larger_budget_equals_a_fresh_one(tmp_path):
         reusable_runs(previous, dataclasses.replace(longer, budgets=(3, 4)), [0], tmp_path / "work")
     with pytest.raises(DataError, match="no checkpoint at step 2"):
         reusable_runs(previous, longer, [0], tmp_path / "empty_work")
+    # A tier may be added: the earlier runs are kept, the new tier's cells train from nothing.
+    wider = dataclasses.replace(longer, tiers=("fixed-start", "arm-hidden-angles"),
+                                cells=(("fixed-start", "cnn"), ("arm-hidden-angles", "cnn")))
+    assert set(reusable_runs(previous, wider, [0], tmp_path / "work")) == {("fixed-start", "cnn", 0)}
+
+
+def _closed(successes: int, n: int = 20) -> dict:
+    finals = [0.005] * successes + [0.1] * (n - successes)
+    return {"final_distance": finals, "min_distance": finals}
+
+
+def _fake_results(tiers: dict[str, dict[str, dict[int, int]]]) -> dict:
+    """A results.json skeleton: per tier, per model, per budget, the number of 20 episodes that succeed (1 seed)."""
+    runs = [
+        {"tier": tier, "model": model, "seed": 0,
+         "budgets": {str(b): {"closed_loop": _closed(k), "valid": {}, "train_wall_s": 1.0} for b, k in budgets.items()}}
+        for tier, models in tiers.items() for model, budgets in models.items()
+    ]
+    return {"references": {tier: {"mean_predictor": _closed(0)} for tier in tiers}, "runs": runs}
+
+
+def test_the_claim_is_decided_on_arm_hidden_angles_and_still_reported_on_arm_hidden():
+    from rvperceiver.experiments.bc_report import render_report, summarise
+
+    views = {"raw_perceiver": {300: 18, 1500: 19}, "fourier_perceiver": {300: 2, 1500: 3}}
+    floors = {"raw_perceiver": {300: 0, 1500: 0}, "fourier_perceiver": {300: 0, 1500: 0}}
+    both = summarise(_fake_results({"arm-hidden": floors, "arm-hidden-angles": views}))
+    assert both["seed_claim"]["tier"] == "arm-hidden-angles" and both["seed_claim"]["verdict"] == "refuted"
+    assert both["seed_claims"]["arm-hidden"]["verdict"] == "inconclusive"
+    claim_goal = next(g for g in both["goals"] if g["goal"].startswith("seed's claim"))
+    assert claim_goal["met"] is True and "refuted on arm-hidden-angles" in claim_goal["evidence"]
+    # Without the deciding tier (results from before it existed) the claim is read on arm-hidden, as it was.
+    old = summarise(_fake_results({"arm-hidden": floors}))
+    assert old["seed_claim"]["tier"] == "arm-hidden" and list(old["seed_claims"]) == ["arm-hidden"]
+    report = render_report({"profile": dataclasses.asdict(TINY), "seeds": [0], "command": "rvperceiver experiment bc",
+                            "date": "2026-12-01", "summary": both, "references": {}, "runs": [], "data": {},
+                            "machine": {}})
+    assert "## The seed's claim on `arm-hidden-angles` (deciding tier;" in report
+    assert "## The seed's claim on `arm-hidden` (reported, not deciding;" in report

@@ -97,7 +97,8 @@ def test_ensembling_averages_overlapping_chunks():
     )
 
 
-def test_policy_sees_frames_and_low_dim_of_the_tier():
+@pytest.mark.parametrize("tier, width", [("arm-hidden", 4), ("arm-hidden-angles", 2)])
+def test_policy_sees_frames_and_low_dim_of_the_tier(tier, width):
     seen = {}
 
     def spy(batch):
@@ -106,10 +107,10 @@ def test_policy_sees_frames_and_low_dim_of_the_tier():
         return np.zeros((len(batch["observation.image"]), 8, 2))
 
     spy.uses_state = True
-    config = ClosedLoopConfig(tier="arm-hidden", episodes=3, seed=50, image_size=16, episode_steps=4)
+    config = ClosedLoopConfig(tier=tier, episodes=3, seed=50, image_size=16, episode_steps=4)
     result = run_closed_loop(spy, config)
     assert tuple(seen["frames"].shape) == (3, 2, 16, 16, 3) and seen["frames"].dtype == torch.uint8
-    assert tuple(seen["low_dim"].shape) == (3, 2, 4) and seen["low_dim"].dtype == torch.float32
+    assert tuple(seen["low_dim"].shape) == (3, 2, width) and seen["low_dim"].dtype == torch.float32
     assert set(result) >= {"success_rate", "strict_success_rate", "ever_within_rate", "median_final_distance"}
     assert len(result["episodes"]) == 3 and all("min_distance" in e for e in result["episodes"])
 
@@ -133,7 +134,7 @@ def test_bad_input_is_one_clear_line():
 
 
 @pytest.mark.slow
-def test_cli_generate_train_and_closed_loop_on_arm_hidden(tmp_path):
+def test_cli_generate_train_and_closed_loop_on_arm_hidden(tmp_path, capsys):
     """The study's per-row commands: sim generate --tier, train with the joint state, sim eval --tier."""
     import json
 
@@ -156,3 +157,10 @@ def test_cli_generate_train_and_closed_loop_on_arm_hidden(tmp_path):
     assert result["references"]["oracle"]["success_rate"] == 1.0
     # Evaluation seeds inside the training range: one clear line, exit status 2.
     assert main(["sim", "eval", "--checkpoint", str(run), "--tier", "arm-hidden", "--episodes", "2", "--seed", "1"]) == 2
+    # A tier that gives other low-dim keys than the policy was trained on: one clear line naming both.
+    capsys.readouterr()
+    assert main(["sim", "eval", "--checkpoint", str(run), "--tier", "arm-hidden-angles", "--episodes", "2",
+                 "--seed", "100000"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "observation.state = ['robot0_joint_pos']" in error[0]
+    assert "data.state_keys=['robot0_joint_pos', 'robot0_joint_vel']" in error[0]

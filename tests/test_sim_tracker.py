@@ -11,7 +11,7 @@ from rvperceiver.errors import InputError
 from rvperceiver.sim.expert import MinimumJerkPlanner, SetpointExpert, minimum_jerk
 from rvperceiver.sim.kinematics import ArmGeometry
 from rvperceiver.sim.reacher import make_reacher, render_frame
-from rvperceiver.sim.tiers import TIERS, get_tier, reset_episode
+from rvperceiver.sim.tiers import SCATTERED_ELBOW, TIERS, Tier, get_tier, reset_episode, state_vector
 from rvperceiver.sim.tracker import InverseDynamicsTracker, PDTracker, make_tracker
 
 
@@ -99,6 +99,59 @@ def test_fixed_start_resets_to_zero_with_the_target_in_the_annulus(env):
     np.testing.assert_array_equal(env.unwrapped.data.qpos[2:], targets[3])  # deterministic in the seed
 
 
+def test_scattered_start_puts_the_arm_anywhere_at_rest_and_keeps_the_stock_target(env):
+    """arm-hidden-angles: the start pose spans the joint range, independent of the target; the target is stock's."""
+    tier = TIERS["arm-hidden-angles"]
+    starts, targets = [], []
+    for seed in range(200):
+        reset_episode(env, seed, get_tier("stock"))
+        stock_target = env.unwrapped.data.qpos[2:].copy()
+        reset_episode(env, seed, tier)
+        data = env.unwrapped.data
+        assert np.all(data.qvel == 0.0)
+        np.testing.assert_array_equal(data.qpos[2:], stock_target)
+        starts.append(data.qpos[:2].copy())
+        targets.append(data.body("target").xpos[:2].copy())
+    starts, targets = np.array(starts), np.array(targets)
+    assert starts[:, 0].min() < -2.5 and starts[:, 0].max() > 2.5  # the shoulder over (almost) a full turn
+    assert np.abs(starts[:, 1]).max() <= SCATTERED_ELBOW and np.abs(starts[:, 1]).max() > 2.0
+    # The start pose says nothing about the goal: no correlation between the angles and the target's coordinates.
+    correlations = np.corrcoef(np.hstack([np.cos(starts), np.sin(starts), targets]).T)[:4, 4:]
+    assert np.abs(correlations).max() < 0.25
+    reset_episode(env, 7, tier)
+    np.testing.assert_array_equal(env.unwrapped.data.qpos[:2], starts[7])  # deterministic in the seed
+
+
+def test_a_tier_gives_the_low_dim_keys_it_names(env):
+    reset_episode(env, 5, TIERS["arm-hidden"])
+    env.step(np.array([0.5, -0.5], dtype=np.float32))
+    data = env.unwrapped.data
+    both = state_vector(env, TIERS["arm-hidden"].state_keys)
+    angles = state_vector(env, TIERS["arm-hidden-angles"].state_keys)
+    assert both.dtype == np.float32 and both.shape == (4,) and angles.shape == (2,)
+    np.testing.assert_allclose(both, np.concatenate([data.qpos[:2], data.qvel[:2]]), rtol=1e-6)
+    np.testing.assert_allclose(angles, data.qpos[:2], rtol=1e-6)
+    assert TIERS["arm-hidden-angles"].low_dim and not TIERS["fixed-start"].low_dim
+    with pytest.raises(InputError, match=r"unknown low-dim keys \['robot0_eef_pos'\]; expected some of"):
+        Tier("mine", state_keys=("robot0_eef_pos",))
+    with pytest.raises(InputError, match="fixed_start and scattered_start exclude each other"):
+        Tier("mine", fixed_start=True, scattered_start=True)
+
+
+def test_arm_hidden_angles_frames_differ_only_at_the_target():
+    """The arm is drawn nowhere, whatever its (scattered) pose: two episodes differ in the target dots alone."""
+    env = make_reacher(32, tier="arm-hidden-angles")
+    try:
+        shots = []
+        for seed in (1, 2):
+            reset_episode(env, seed, TIERS["arm-hidden-angles"])
+            shots.append(render_frame(env).astype(int))
+        changed = int((np.abs(shots[0] - shots[1]).sum(-1) > 0).sum())
+        assert 0 < changed <= 12
+    finally:
+        env.close()
+
+
 def test_arm_hidden_frames_differ_only_at_the_target():
     hidden = make_reacher(32, tier="arm-hidden")
     stock = make_reacher(32, tier="stock")
@@ -133,7 +186,7 @@ def test_target_scale_and_unknown_tier():
             env.close()
 
     assert changed_pixels(4.0) > 4 * changed_pixels(1.0) > 0
-    with pytest.raises(InputError, match="unknown tier 'stok'.*expected one of stock, fixed-start, arm-hidden"):
+    with pytest.raises(InputError, match="unknown tier 'stok'.*expected one of stock, fixed-start, arm-hidden, arm-hidden-angles"):
         get_tier("stok")
     with pytest.raises(InputError, match="target_scale"):
         get_tier("stock", 100.0)
