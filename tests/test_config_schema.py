@@ -99,3 +99,16 @@ def test_describe_reads_like_the_messages() -> None:
     assert describe(int | None) == "an integer or null"
     assert describe(tuple[float, float]) == "a list of 2 values (a number, a number)"
     assert describe(tuple[int | str, ...] | None) == "a list of an integer or a string or null"
+
+
+@dataclass
+class _WithOverrides:
+    overrides: dict[str, int] = field(default_factory=dict)
+
+
+def test_a_mapping_field_checks_its_keys_and_values() -> None:
+    assert build(_WithOverrides, {"overrides": {"a": 1, "b": 2}}).overrides == {"a": 1, "b": 2}
+    with pytest.raises(ConfigError, match=r"overrides must be a mapping of a string to an integer, got \{'a': 1, 'b': 'x'\}"):
+        build(_WithOverrides, {"overrides": {"a": 1, "b": "x"}})
+    with pytest.raises(ConfigError, match=r"overrides must be a mapping of a string to an integer, got \[1, 2\]"):
+        build(_WithOverrides, {"overrides": [1, 2]})

@@ -16,7 +16,7 @@ shared part, so each config class keeps only what is its own (ranges, choices, c
 * :func:`to_plain` is the inverse of :func:`build`: JSON/YAML-ready data (tuples become lists).
 
 Supported field types: ``int``, ``float``, ``str``, ``bool``, ``X | None`` and other unions, ``tuple[X, ...]``,
-``tuple[X, Y]``, ``list[X]``, ``Literal[...]``, ``Any`` and nested config dataclasses.
+``tuple[X, Y]``, ``list[X]``, ``dict[K, V]``, ``Literal[...]``, ``Any`` and nested config dataclasses.
 
 Why not a parsing library (draccus, measured against the same bad inputs): it checks types but no ranges, so the
 ``__post_init__`` checks stay either way; an unknown key is argparse's "unrecognized arguments" with no nearest
@@ -65,6 +65,11 @@ def describe(hint: Any) -> str:
         return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"
     if origin is list:
         return f"a list of {describe(typing.get_args(hint)[0])}"
+    if origin is dict:
+        key_hint, value_hint = typing.get_args(hint)
+        return f"a mapping of {describe(key_hint)} to {describe(value_hint)}"
+    if hint is Any:
+        return "any value"
     if dataclasses.is_dataclass(hint):
         return f"a {hint.__name__}"
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
@@ -121,6 +126,11 @@ def _coerce(hint: Any, value: Any, key: str, nested: Any) -> Any:
         raise _Mismatch
     if origin in (tuple, list):
         return _coerce_sequence(origin, typing.get_args(hint), value, key, nested)
+    if origin is dict:  # a free-form section (e.g. overrides checked by the config they override)
+        key_hint, value_hint = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            raise _Mismatch
+        return {_coerce(key_hint, k, key, nested): _coerce(value_hint, v, f"{key}.{k}", nested) for k, v in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,17 @@ class BCProfile:
     episode_steps: int = 50
     state_only_steps: int = 3000
     cut: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from rvperceiver.model.config import CNNConfig, PerceiverConfig
         from rvperceiver.sim.tiers import get_tier
 
+        for section, config in (("perceiver", PerceiverConfig), ("cnn", CNNConfig)):
+            known = {f.name for f in dataclasses.fields(config)}
+            unknown = sorted(set(getattr(self, section)) - known)
+            if unknown:
+                raise ConfigError(f"bc profile {self.name!r}: {section} has unknown keys {unknown}; expected "
+                                  f"{config.__name__} fields: {', '.join(sorted(known))}")
         for tier in self.tiers:
             get_tier(tier)
         for tier, model in self.cells:
@@ -109,102 +115,49 @@ class BCProfile:
             raise ConfigError(f"bc profile {self.name!r}: seeds is empty; give at least one training seed")
 
 
-_SMALL_PERCEIVER = {"num_latents": 32, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6}
-_ALL_TIERS = ("stock", "fixed-start", "arm-hidden")
-_ALL_MODELS = ("cnn", "patch_perceiver", "raw_perceiver", "fourier_perceiver")
+PROFILE_DIR = Path(__file__).with_name("profiles")
+"""The bundled profiles, one YAML file each (``bc_<name>.yaml``): data, not code, so a user's own profile is a copy."""
 
-PROFILES: dict[str, BCProfile] = {
-    # CI-sized: every stage of the study on a few episodes (a CPU test runs it).
-    "quick": BCProfile(
-        name="quick",
-        tiers=("fixed-start", "arm-hidden"),
-        cells=(
-            ("fixed-start", "cnn"),
-            ("arm-hidden", "cnn"),
-            ("arm-hidden", "raw_perceiver"),
-            ("arm-hidden", "fourier_perceiver"),
-        ),
-        budgets=(20, 60),
-        seeds=(0,),
-        n_demos=20,
-        n_test_demos=4,
-        t_obs=1,
-        t_pred=8,
-        execute=4,
-        batch_size=8,
-        perceiver={"num_latents": 8, "latent_channels": 16, "self_heads": 2, "self_layers_per_block": 1, "num_bands": 4},
-        cnn={},
-        warmup_steps=10,
-        eval_episodes=20,
-        state_only_steps=200,
-        torch_threads=2,
-        cut="CI size: 20 demos, budgets 20/60 steps, one seed, 20 evaluation episodes, two tiers; no stock tier, "
-        "no patch-token Perceiver. It checks the pipeline, not the models.",
-    ),
-    # The README's table on 2 CPU cores. The seed's claim is decided on arm-hidden-angles (the frame needed at every
-    # step), raw vs Fourier with the CNN as the check that the tier is learnable, at 300, 1,500 and 5,000 steps over
-    # three seeds; arm-hidden (where the joint state leaks the goal) keeps its raw, Fourier, patch-token and CNN
-    # cells, and fixed-start its CNN and patch-token Perceiver. The arm-hidden and fixed-start cells ran first
-    # (300/1,500 in 52.8 min on one core, then 5,000 with --reuse); arm-hidden-angles was added to them with --reuse.
-    "standard": BCProfile(
-        name="standard",
-        tiers=_ALL_TIERS + ("arm-hidden-angles",),
-        cells=(
-            ("arm-hidden", "patch_perceiver"),
-            ("arm-hidden", "cnn"),
-            ("arm-hidden", "fourier_perceiver"),
-            ("arm-hidden", "raw_perceiver"),
-            ("fixed-start", "cnn"),
-            ("fixed-start", "patch_perceiver"),
-            ("arm-hidden-angles", "cnn"),
-            ("arm-hidden-angles", "raw_perceiver"),
-            ("arm-hidden-angles", "fourier_perceiver"),
-        ),
-        budgets=(300, 1500, 5000),
-        seeds=(0, 1, 2),
-        n_demos=200,
-        n_test_demos=20,
-        t_obs=1,
-        t_pred=8,
-        execute=8,
-        batch_size=16,
-        perceiver={"num_latents": 16, "latent_channels": 32, "self_heads": 4, "self_layers_per_block": 2, "num_bands": 6},
-        cnn={},
-        warmup_steps=20,
-        torch_threads=1,
-        cut="Cut to fit 2 CPU cores: the scalar-token Perceivers (raw, Fourier) only on arm-hidden-angles, the tier "
-        "the seed's claim is decided on, and arm-hidden, where it was first scored; the patch-token Perceiver on "
-        "arm-hidden and fixed-start; the CNN on those three; no learned model on stock (references only; its frames "
-        "differ in about 200 pixels, not the seed's few); a 16-latent x 32-channel Perceiver; 200 demos; one "
-        "observed frame (12,288 scalar tokens, the seed's number); 8 of 8 predicted setpoints executed before "
-        "re-planning.",
-    ),
-    # Every cell of the issue's grid; written for a GPU, not run on the CPU.
-    "full": BCProfile(
-        name="full",
-        tiers=_ALL_TIERS,
-        cells=tuple((tier, model) for tier in _ALL_TIERS for model in _ALL_MODELS),
-        budgets=(300, 1500, 5000),
-        seeds=(0, 1, 2),
-        n_demos=1000,
-        n_test_demos=50,
-        t_obs=1,
-        t_pred=8,
-        execute=4,
-        batch_size=32,
-        perceiver={},
-        cnn={},
-        perceiver_lr=3e-4,
-        warmup_steps=200,
-        cut="none: every tier x model x budget x seed (for a GPU)",
-    ),
-}
+
+def load_bc_profile(path: str | os.PathLike[str]) -> BCProfile:
+    """A :class:`BCProfile` from a YAML file; an unknown key, a wrong type or a bad value is one line naming it."""
+    from rvperceiver.config_schema import build
+    from rvperceiver.train.config import parse_yaml
+
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read the bc profile ({error.strerror or error})") from None
+    raw = parse_yaml(text, str(source))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a bc profile must be a mapping of BCProfile fields, got {type(raw).__name__}")
+    try:
+        return build(BCProfile, raw)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def _bundled_profiles() -> dict[str, BCProfile]:
+    profiles = {}
+    for path in sorted(PROFILE_DIR.glob("bc_*.yaml")):
+        profile = load_bc_profile(path)
+        if f"bc_{profile.name}" != path.stem:
+            raise ConfigError(f"{path}: name {profile.name!r} does not match the file name (expected bc_<name>.yaml)")
+        profiles[profile.name] = profile
+    return profiles
+
+
+PROFILES: dict[str, BCProfile] = _bundled_profiles()
 
 
 def get_bc_profile(name: str) -> BCProfile:
-    if name not in PROFILES:
-        raise ConfigError(f"unknown bc profile {name!r}; expected one of {', '.join(PROFILES)}")
-    return PROFILES[name]
+    """A bundled profile by name (``quick``, ``standard``, ``full``), or a profile YAML file by path."""
+    if name in PROFILES:
+        return PROFILES[name]
+    if str(name).endswith((".yaml", ".yml")) or Path(name).is_file():
+        return load_bc_profile(name)
+    raise ConfigError(f"unknown bc profile {name!r}; expected one of {', '.join(PROFILES)} or a profile YAML file")
 
 
 def tier_state_keys(tier: str) -> tuple[str, ...]:
@@ -509,10 +462,8 @@ def reusable_runs(earlier: dict[str, Any], profile: BCProfile, seeds: Sequence[i
     new = json.loads(json.dumps(dataclasses.asdict(profile), default=json_default))
     defaults = {f.name: f.default for f in dataclasses.fields(BCProfile)}
     # A field the earlier profile lacks was added to BCProfile since; it matches when this profile keeps its default.
-    differing = sorted(
-        k for k in set(old) | set(new)
-        if k not in _EXTENDABLE and old.get(k, defaults.get(k)) != new.get(k)
-    )
+    # A field only the earlier profile has was dropped since, and no longer shapes anything.
+    differing = sorted(k for k in new if k not in _EXTENDABLE and old.get(k, defaults.get(k)) != new[k])
     if differing:
         raise ConfigError(
             f"{source}: made with profile {old.get('name')!r} differing in {', '.join(differing)}; only budgets, "
