@@ -441,5 +441,5 @@ def evaluate_checkpoint(
     if demos is not None:
         from rvperceiver.train.run import evaluate_checkpoint as offline_metrics
 
-        result["offline"] = offline_metrics(checkpoint, demos, device=device, progress=progress)
+        result["offline"] = offline_metrics(checkpoint, demos, device=device, progress=progress, loaded=(policy, config))
     return result

@@ -234,9 +234,11 @@ def _checkpoint_windows(
     ee_key: str | None,
     split: str,
     device: str,
+    loaded: tuple[torch.nn.Module, TrainConfig] | None = None,
 ) -> tuple[torch.nn.Module, TrainConfig, WindowDataset]:
-    """Load a checkpoint and the windows of ``data`` cut with the checkpoint's own horizons and split."""
-    policy, config = load_policy(checkpoint, device=device)
+    """Load a checkpoint (unless ``loaded`` already holds its policy and config) and the windows of ``data`` cut
+    with the checkpoint's own horizons and split."""
+    policy, config = loaded if loaded is not None else load_policy(checkpoint, device=device)
     if config.torch_threads is not None:  # as the run was trained: on shared cores fewer threads can be faster
         torch.set_num_threads(config.torch_threads)
     # Keys given here win; otherwise the checkpoint's own (cameras and target under their current names).
@@ -284,9 +286,13 @@ def evaluate_checkpoint(
     split: str = "all",
     device: str = "cpu",
     progress: bool = False,
+    loaded: tuple[torch.nn.Module, TrainConfig] | None = None,
 ) -> dict[str, Any]:
-    """MSE in metres, NMSE (1.0 = the mean predictor), spread ratio and collapse verdict over every sample."""
-    policy, config, dataset = _checkpoint_windows(checkpoint, data, image_key, ee_key, split, device)
+    """MSE in metres, NMSE (1.0 = the mean predictor), spread ratio and collapse verdict over every sample.
+
+    ``loaded``: the checkpoint's ``(policy, config)`` when the caller has already loaded it (``sim eval --demos``).
+    """
+    policy, config, dataset = _checkpoint_windows(checkpoint, data, image_key, ee_key, split, device, loaded)
     shown = _ProgressDataset(dataset, progress, "evaluate", config.batch_size)
     metrics = evaluate(policy, shown, dataclasses.replace(config, eval_batches=0))
     if metrics is None:
