@@ -65,11 +65,14 @@ def main() -> None:
     from rvperceiver.experiments.statistics import wilson_interval
     from rvperceiver.experiments.bc import closed_loop_config, get_bc_profile
     from rvperceiver.sim.closed_loop import policy_chunk_fn, run_closed_loop
-    from rvperceiver.sim.generate import training_seed_range
+    from rvperceiver.sim.generate import recorded_tier, training_seed_range
     from rvperceiver.train.checkpoint import load_policy
 
     env_args = open_episodes(args.data).meta.get("env_args") or {}
-    tier = ((env_args.get("rvperceiver") or {}).get("tier") or {}).get("name", "arm-hidden")
+    made_on = recorded_tier(env_args)
+    if made_on is None:
+        raise SystemExit(f"{args.data}: no rvperceiver.tier in env_args; expected demos made by `rvperceiver sim generate`")
+    tier = made_on.name
     windows = load_windows(args.data, ee_key=SETPOINT_KEY, t_obs=1, t_pred=8, valid_fraction=0.1,
                            state_keys=tier_state_keys(tier))
     train_seeds = training_seed_range(env_args)

@@ -13,9 +13,11 @@ from rvperceiver.sim.generate import (
     IMAGE_KEY,
     generate_demos,
     generate_to_file,
+    recorded_tier,
     split_by_position,
     training_seed_range,
 )
+from rvperceiver.sim.tiers import get_tier
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,7 @@ def test_generate_to_file_round_trip(tmp_path):
     assert loaded.names == ["demo_0", "demo_1"]
     assert loaded.splits == {"train": ["demo_0"], "valid": ["demo_1"]}
     assert training_seed_range(loaded.meta["env_args"]) == range(3, 5)
+    assert recorded_tier(loaded.meta["env_args"]) == get_tier("stock") and recorded_tier({}) is None
     reference = generate_demos(1, seed=3, image_size=32)[0]
     assert np.array_equal(loaded[0].frames, reference.frames)
     assert np.allclose(loaded[0].ee, reference.ee)

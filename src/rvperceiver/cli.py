@@ -205,9 +205,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rvperceiver.experiments.runner import main_experiment
 
     out = Path(args.out)
-    known = ("quick", "standard", "full")
-    own_profile = args.name == "bc" and args.profile.endswith((".yaml", ".yml"))  # a bc profile file of one's own
-    if args.profile not in known and not own_profile:
+    if args.name == "bc":  # a bundled name or one's own YAML file; a bad one is the loader's one line
+        from rvperceiver.experiments.bc_profile import get_bc_profile
+
+        get_bc_profile(args.profile)
+    elif args.profile not in (known := ("quick", "standard", "full")):
         raise RVPerceiverError(
             f"profile {args.profile!r} does not exist; expected one of {', '.join(known)} for {args.name}"
         )

@@ -85,8 +85,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     claims = {tier: _claim(tiers, tier) for tier in CLAIM_TIERS if _has_both_views(tiers, tier)}
     deciding = next(iter(claims), CLAIM_TIERS[0])
     claim = claims.get(deciding) or _claim(tiers, deciding)
-    return {"tiers": tiers, "seed_claim": {**claim, "tier": deciding}, "seed_claims": claims,
-            "goals": _goals(tiers, claim)}
+    return {"tiers": tiers, "seed_claim": claim, "seed_claims": claims, "goals": _goals(tiers, claim)}
 
 
 def _has_both_views(tiers: dict[str, Any], tier: str) -> bool:
@@ -123,7 +122,7 @@ def _claim(tiers: dict[str, Any], tier: str) -> dict[str, Any]:
     raw = {int(b): v["success"] for b, v in models.get("raw_perceiver", {}).items()}
     fourier = {int(b): v["success"] for b, v in models.get("fourier_perceiver", {}).items()}
     floor = ((tiers.get(tier) or {}).get("references", {}).get("mean_predictor") or {}).get("success")
-    verdict = seed_claim_verdict(raw, fourier, floor)
+    verdict = {**seed_claim_verdict(raw, fourier, floor), "tier": tier}
     comparisons = (tiers.get(tier) or {}).get("comparisons", [])
     for row in verdict["budgets"]:
         test = next((c for c in comparisons if c["a"] == "fourier_perceiver" and c["b"] == "raw_perceiver"
@@ -176,7 +175,7 @@ def _goals(tiers: dict[str, Any], claim: dict[str, Any]) -> list[dict[str, Any]]
             evidence += f"; CNN {100 * cnn['success']['rate']:.1f}% at the same budget"
         add(f"best Perceiver >= 90% on {tier}, no worse than the CNN", stats["success"]["rate"] >= 0.90 and no_worse, evidence)
     add("seed's claim decided by the pre-registered rule", claim["verdict"] != "inconclusive",
-        f"{claim['verdict']} on {claim.get('tier', CLAIM_TIERS[0])}: {claim['reason']}")
+        f"{claim['verdict']} on {claim['tier']}: {claim['reason']}")
     return goals
 
 

@@ -385,7 +385,7 @@ def evaluate_checkpoint(
     from rvperceiver.data.formats import open_episodes
     from rvperceiver.data.windows import WindowDataset
     from rvperceiver.errors import DataError
-    from rvperceiver.sim.generate import training_seed_range
+    from rvperceiver.sim.generate import recorded_tier, training_seed_range
     from rvperceiver.train.checkpoint import load_policy
 
     policy, config = load_policy(checkpoint, device=device)
@@ -395,13 +395,13 @@ def evaluate_checkpoint(
     training = open_episodes(config.data.path, image_key=config.data.image_key, ee_key=config.data.ee_key, streaming=True)
     env_args = training.meta.get("env_args") or {}
     info = env_args.get("rvperceiver") or {}
-    if "tier" not in info:
+    trained = recorded_tier(env_args)
+    if trained is None:
         raise DataError(
             f"{config.data.path}: no rvperceiver.tier in env_args; this closed loop needs setpoint demos made by "
             f"`rvperceiver sim generate`; regenerate the demos with it and retrain"
         )
-    trained_tier = info["tier"]["name"]
-    chosen = get_tier(tier if tier is not None else trained_tier, float(info["tier"].get("target_scale", 1.0)))
+    chosen = trained if tier is None else get_tier(tier, trained.target_scale)
     uses_state = getattr(policy, "state_shape", None) is not None
     if chosen.low_dim and not uses_state:
         raise InputError(

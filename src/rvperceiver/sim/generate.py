@@ -217,6 +217,15 @@ def training_seed_range(env_args: dict[str, Any]) -> range:
     return range(start, start + count)
 
 
+def recorded_tier(env_args: dict[str, Any]) -> Tier | None:
+    """The tier (with its target scale) a dataset written by :func:`generate_to_file` was made on; None when the
+    file does not say (not made by it)."""
+    info = ((env_args or {}).get("rvperceiver") or {}).get("tier")
+    if not isinstance(info, dict) or "name" not in info:
+        return None
+    return get_tier(info["name"], float(info.get("target_scale", 1.0)))
+
+
 def generate_to_file(
     path: str | Path,
     n_episodes: int,

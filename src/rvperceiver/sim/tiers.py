@@ -32,6 +32,7 @@ import mujoco
 import numpy as np
 
 from rvperceiver.errors import InputError
+from rvperceiver.sim.reacher import arm_joint_state
 
 ARM_GEOMS = ("root", "link0", "link1", "fingertip")
 TARGET_GEOM = "target"
@@ -94,8 +95,7 @@ TIERS: dict[str, Tier] = {
 
 def state_vector(env: gym.Env, keys: tuple[str, ...]) -> np.ndarray:
     """The low-dim observation ``keys`` of ``env``'s current state, concatenated (float32), as the demos store it."""
-    data = env.unwrapped.data
-    parts = {JOINT_POS_KEY: data.qpos[:ARM_JOINTS], JOINT_VEL_KEY: data.qvel[:ARM_JOINTS]}
+    parts = dict(zip(STATE_KEYS, arm_joint_state(env)))
     return np.concatenate([parts[key] for key in keys]).astype(np.float32)
 
 
